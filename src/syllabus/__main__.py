@@ -1,0 +1,5 @@
+import sys
+
+from syllabus.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""``syllabus generate CHECKPOINT --prompt TEXT``: stream a completion to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest valid checkpoint)")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    from syllabus.evaluate.generation import Sampling, stream_text
+    from syllabus.train.checkpoint import load_model
+
+    model, tokenizer = load_model(args.checkpoint, device=args.device)
+    sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, stop=tuple(args.stop), seed=args.seed)
+    sys.stdout.write(args.prompt)
+    for piece in stream_text(model, tokenizer, args.prompt, sampling):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0

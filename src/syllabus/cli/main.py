@@ -1,0 +1,52 @@
+"""The `syllabus` command: one sub-command per module in this package.
+
+Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int`` and holds no
+logic of its own beyond turning arguments into one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help); the order is the order `syllabus --help` lists them in.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("syllabus.cli.pretrain", "train one stage from a config or flags"),
+    "prepare": ("syllabus.cli.prepare", "clean and tokenize raw text into token shards"),
+    "corpus": ("syllabus.cli.corpus", "build the four-domain demo corpus from installed packages"),
+    "eval": ("syllabus.cli.eval", "evaluate a checkpoint: perplexity and benchmark tasks"),
+    "generate": ("syllabus.cli.generate", "stream a completion from a checkpoint"),
+    "export": ("syllabus.cli.export", "export a checkpoint to a Hugging Face folder"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syllabus", description="Multi-stage language-model pre-training.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from syllabus.config.errors import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ConfigError as err:
+        print(f"syllabus {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

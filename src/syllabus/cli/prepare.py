@@ -1,0 +1,41 @@
+"""``syllabus prepare INPUT... --out OUT``: clean and tokenize raw text into token shards."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="files, folders, globs or hf:owner/name[:config]")
+    parser.add_argument("--out", required=True, help="output folder (gets train/ and val/)")
+    tok = parser.add_mutually_exclusive_group(required=True)
+    tok.add_argument("--tokenizer", help="path to a tokenizer.json")
+    tok.add_argument("--vocab-size", type=int, help="train a tokenizer of this size, saved as OUT/tokenizer.json")
+    parser.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
+    parser.add_argument("--workers", type=int, default=2, help="tokenization processes (default: 2)")
+    parser.add_argument("--val-fraction", type=float, default=0.01,
+                        help="share of documents held out by content hash when inputs have no val file")
+    clean = parser.add_argument_group("cleaning")
+    clean.add_argument("--latex", action="store_true", help="strip LaTeX comments, preamble and bibliography")
+    clean.add_argument("--no-dedup", action="store_true", help="keep exact duplicates")
+    clean.add_argument("--near-dedup", type=float, metavar="JACCARD", help="drop MinHash near-duplicates above this")
+    clean.add_argument("--min-chars", type=int, default=0)
+    clean.add_argument("--max-chars", type=int)
+    clean.add_argument("--max-symbol-ratio", type=float)
+    clean.add_argument("--max-repeated-lines", type=float)
+    clean.add_argument("--code-languages", default="", help="comma list, e.g. python,c: keep only those code files")
+
+
+def run(args: argparse.Namespace) -> int:
+    from syllabus.data.cleaning import CleaningOptions
+    from syllabus.data.prepare import prepare_shards
+
+    cleaning = CleaningOptions(
+        latex=args.latex, exact_dedup=not args.no_dedup, near_dedup=args.near_dedup, min_chars=args.min_chars,
+        max_chars=args.max_chars, max_symbol_ratio=args.max_symbol_ratio,
+        max_repeated_lines=args.max_repeated_lines,
+        code_languages=[s.strip() for s in args.code_languages.split(",") if s.strip()],
+    )
+    prepare_shards(args.inputs, args.tokenizer, args.out, workers=args.workers, text_field=args.text_field,
+                   val_fraction=args.val_fraction, cleaning=cleaning, vocab_size_to_train=args.vocab_size)
+    return 0

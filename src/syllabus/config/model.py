@@ -1,0 +1,68 @@
+"""The model's shape: a typed block plus named presets (tiny → large)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PresetName = Literal["tiny", "small", "base", "large"]
+
+
+class ModelConfig(BaseModel):
+    """A LLaMA-style decoder. Field names follow Hugging Face ``LlamaConfig`` where one exists."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    vocab_size: int = Field(8192, ge=2, description="rows of the embedding (>= the tokenizer's size)")
+    hidden_size: int = Field(256, ge=8)
+    num_hidden_layers: int = Field(4, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int | None = Field(None, ge=1, description="grouped-query attention; None = heads")
+    intermediate_size: int = Field(704, ge=8, description="SwiGLU hidden width")
+    max_position_embeddings: int = Field(1024, ge=8, description="longest seq_len the model accepts")
+    rope_theta: float = Field(10000.0, gt=0)
+    rms_norm_eps: float = Field(1e-5, gt=0)
+    tie_word_embeddings: bool = True
+    initializer_range: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        kv = self.num_key_value_heads or self.num_attention_heads
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size: {self.hidden_size} must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.num_attention_heads % kv:
+            raise ValueError(
+                f"num_attention_heads: {self.num_attention_heads} must be a multiple of num_key_value_heads ({kv})"
+            )
+        if (self.hidden_size // self.num_attention_heads) % 2:
+            raise ValueError("hidden_size: the head size (hidden_size / num_attention_heads) must be even for rotary embeddings")
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+# Shapes: tiny is for CPU demos and tests; small ~ GPT-2 small; base ~1.3B; large = LLaMA-7B.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=704,
+                 max_position_embeddings=1024),
+    "small": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2048,
+                  max_position_embeddings=2048, vocab_size=32000),
+    "base": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=5504,
+                 max_position_embeddings=4096, vocab_size=32000),
+    "large": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, intermediate_size=11008,
+                  max_position_embeddings=4096, vocab_size=32000, tie_word_embeddings=False),
+}
+
+
+def model_config_for(preset: str, **overrides) -> ModelConfig:
+    """The preset's shape with ``overrides`` (any ``ModelConfig`` field) applied on top."""
+    return ModelConfig(**{**PRESETS[preset], **overrides})

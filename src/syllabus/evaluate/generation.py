@@ -1,0 +1,202 @@
+"""Text generation with the model's KV cache: greedy or sampled, stop strings, streaming.
+
+The prompt is run through the model once to fill the cache, then each new token costs one forward
+pass of length 1. ``use_cache=False`` recomputes the whole sequence every step; it exists so tests can
+check that the cache changes nothing (greedy decoding yields identical tokens either way).
+
+Invariant kept by :func:`stream_text`: the pieces it yields, joined, equal the text
+:func:`generate` returns for the same arguments — text is held back while it could still be the
+start of a stop string or an incomplete UTF-8 character, and never yielded past a stop string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from syllabus.model.transformer import KVCache, Transformer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen. ``temperature == 0`` means greedy (argmax)."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+
+
+def choose_next(logits: Tensor, sampling: Sampling, generator: torch.Generator | None) -> Tensor:
+    """Next token ids [B] from last-position logits [B, V]."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p is not None and sampling.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop a token when the tokens ranked above it already cover top_p; the first always stays.
+        drop_sorted = probs.cumsum(dim=-1) - probs >= sampling.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, eos_id: int | None = None,
+                 use_cache: bool = True) -> Iterator[Tensor]:
+    """Yield the next token ids [B] for prompts of equal length [B, T], one step at a time.
+
+    Stops after ``max_new_tokens`` or when every row has produced ``eos_id``; rows that finished
+    keep yielding ``eos_id``. The prompt is cut from the left so prompt + new tokens fit the model.
+    """
+    if sampling.max_new_tokens == 0:
+        return
+    limit = model.config.max_position_embeddings
+    keep = max(1, limit - sampling.max_new_tokens)
+    ids = prompt_ids[:, -keep:].to(next(model.parameters()).device)
+    steps = min(sampling.max_new_tokens, limit - ids.shape[1])
+    generator = None
+    if sampling.seed is not None:
+        generator = torch.Generator(device=ids.device).manual_seed(sampling.seed)
+    was_training = model.training
+    model.eval()
+    try:
+        cache = None
+        if use_cache:
+            dtype = next(model.parameters()).dtype
+            cache = KVCache(model.config, ids.shape[0], ids.shape[1] + steps, ids.device, dtype)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        step_input = ids
+        for _ in range(steps):
+            logits = model(step_input, cache=cache)[:, -1]
+            token = choose_next(logits, sampling, generator)
+            if eos_id is not None:
+                token = torch.where(done, torch.full_like(token, eos_id), token)
+                done |= token == eos_id
+            yield token
+            if eos_id is not None and bool(done.all()):
+                return
+            ids = torch.cat([ids, token[:, None]], dim=1)
+            step_input = token[:, None] if use_cache else ids
+    finally:
+        model.train(was_training)
+
+
+def stop_index(text: str, stop: Sequence[str]) -> int | None:
+    """Index of the earliest stop string in ``text``, or None."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else None
+
+
+def safe_length(text: str, stop: Sequence[str]) -> int:
+    """How much of ``text`` can be shown now: hold back a partial UTF-8 character (decoded as
+    U+FFFD at the end) and any suffix that could grow into a stop string."""
+    end = len(text)
+    while end > 0 and text[end - 1] == "\ufffd" and len(text) - end < 3:
+        end -= 1
+    for s in stop:
+        for n in range(min(len(s) - 1, end), 0, -1):
+            if text[:end].endswith(s[:n]):
+                end -= n
+                break
+    return end
+
+
+def stream_text(model: Transformer, tokenizer, prompt: str, sampling: Sampling = Sampling(), *,
+                eos_id: int | None = None, use_cache: bool = True) -> Iterator[str]:
+    """Yield pieces of generated text as they are decided (see the module's invariant)."""
+    eos_id = resolve_eos(tokenizer) if eos_id is None else eos_id
+    prompt_ids = torch.tensor([tokenizer.encode(prompt).ids], dtype=torch.long)
+    new_ids: list[int] = []
+    shown = 0
+    text = ""
+    for token in generate_ids(model, prompt_ids, sampling, eos_id=eos_id, use_cache=use_cache):
+        tok = int(token[0])
+        if tok == eos_id:
+            break
+        new_ids.append(tok)
+        text = tokenizer.decode(new_ids, skip_special_tokens=False)
+        cut = stop_index(text, sampling.stop)
+        if cut is not None:
+            if cut > shown:
+                yield text[shown:cut]
+            return
+        end = safe_length(text, sampling.stop)
+        if end > shown:
+            yield text[shown:end]
+            shown = end
+    if len(text) > shown:
+        yield text[shown:]
+
+
+def generate(model: Transformer, tokenizer, prompts: Sequence[str], sampling: Sampling = Sampling(), *,
+             batch_size: int = 8, use_cache: bool = True) -> list[str]:
+    """The completion of every prompt (stop string and EOS excluded), in order.
+
+    Prompts whose token counts are equal are decoded together in batches of ``batch_size`` (no
+    padding is needed, so positions and attention stay exact); the rest go one by one.
+    """
+    eos_id = resolve_eos(tokenizer)
+    encoded = [tokenizer.encode(p).ids for p in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
+    results: list[str] = [""] * len(prompts)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            prompt_ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long)
+            rows: list[list[int]] = [[] for _ in chunk]
+            finished = [False] * len(chunk)
+            for token in generate_ids(model, prompt_ids, sampling, eos_id=eos_id, use_cache=use_cache):
+                for r, tok in enumerate(token.tolist()):
+                    if finished[r]:
+                        continue
+                    if tok == eos_id:
+                        finished[r] = True
+                        continue
+                    rows[r].append(tok)
+                    if sampling.stop:
+                        # Only the tail can hold a new stop string: decode a short window.
+                        tail = tokenizer.decode(rows[r][-16:], skip_special_tokens=False)
+                        if stop_index(tail, sampling.stop) is not None:
+                            finished[r] = True
+                if all(finished):
+                    break
+            for r, i in enumerate(chunk):
+                text = tokenizer.decode(rows[r], skip_special_tokens=False)
+                cut = stop_index(text, sampling.stop)
+                results[i] = text if cut is None else text[:cut]
+    return results
+
+
+def resolve_eos(tokenizer) -> int | None:
+    """The end-of-text id (the data package's rule), or None for a tokenizer without one."""
+    from syllabus.config.errors import ConfigError
+    from syllabus.data.tokenizer import eos_id
+
+    try:
+        return eos_id(tokenizer)
+    except ConfigError:
+        return None

@@ -1,0 +1,98 @@
+"""The task list: one name per evaluation, run in order, results as a flat ``{metric: float}``.
+
+Metric names are ``<task>/<metric>`` (``hellaswag/acc_norm``, ``gsm8k/exact_match``,
+``ppl/<domain>/ppl``), so a plan can compare two evaluations key by key to detect forgetting.
+Nothing here trains or changes the model: it is put in eval mode and its training flag restored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from syllabus.config.errors import ConfigError
+from syllabus.evaluate.arithmetic import evaluate_arithmetic
+from syllabus.evaluate.gsm8k import evaluate_gsm8k
+from syllabus.evaluate.humaneval import evaluate_humaneval
+from syllabus.evaluate.multiple_choice import arc_items, hellaswag_items, mmlu_items, score_choices
+from syllabus.evaluate.perplexity import perplexity, text_file_batches
+from syllabus.model.transformer import Transformer
+
+# Shots per multiple-choice task (lm-evaluation-harness's usual setting is 0 for HellaSwag/ARC, 5 for MMLU).
+SHOTS = {"hellaswag": 0, "arc": 0, "mmlu": 5}
+
+
+def choice_task(items_for: Callable) -> Callable:
+    def run(model, tokenizer, limit, shots):
+        return score_choices(model, tokenizer, items_for(limit=limit, shots=shots))
+    return run
+
+
+TASKS: dict[str, Callable] = {
+    "hellaswag": choice_task(hellaswag_items),
+    "arc": choice_task(arc_items),
+    "arc_challenge": choice_task(lambda limit, shots: arc_items(limit, shots, subset="ARC-Challenge")),
+    "mmlu": choice_task(mmlu_items),
+    "gsm8k": lambda model, tokenizer, limit, shots: evaluate_gsm8k(model, tokenizer, limit=limit, shots=shots or 8),
+    "humaneval": lambda model, tokenizer, limit, shots: evaluate_humaneval(model, tokenizer, limit=limit),
+    "arithmetic": lambda model, tokenizer, limit, shots: evaluate_arithmetic(model, tokenizer, limit=limit),
+}
+TASK_NAMES = ("ppl", *TASKS)
+
+
+def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int | None = None,
+              data: Mapping[str, str | Path] | None = None, seq_len: int | None = None, batch_size: int = 8,
+              shots: Mapping[str, int] | None = None) -> dict[str, float]:
+    """Run ``tasks`` and return ``{"<task>/<metric>": value}``.
+
+    ``ppl`` needs ``data`` (``{domain: held-out source path}``, read by the data package); ``limit`` caps
+    the items of every task (and the batches of ``ppl``); ``seq_len`` defaults to the model's longest.
+    """
+    unknown = [t for t in tasks if t not in TASK_NAMES]
+    if unknown:
+        raise ConfigError(f"tasks: unknown {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
+    shots = {**SHOTS, **(shots or {})}
+    results: dict[str, float] = {}
+    for task in tasks:
+        started = time.monotonic()
+        if task == "ppl":
+            if not data:
+                raise ConfigError("tasks: ppl needs held-out data (--data DOMAIN=PATH)")
+            length = seq_len or model.config.max_position_embeddings
+            for domain, path in data.items():
+                batches = text_file_batches(str(path), tokenizer, seq_len=length, batch_size=batch_size,
+                                            max_batches=limit)
+                for metric, value in perplexity(model, batches).items():
+                    results[f"ppl/{domain}/{metric}"] = value
+        else:
+            for metric, value in TASKS[task](model, tokenizer, limit, shots.get(task, 0)).items():
+                results[f"{task}/{metric}"] = float(value)
+        results[f"{task}/seconds"] = time.monotonic() - started
+    return results
+
+
+def evaluate_checkpoint(checkpoint: str | Path, tasks: Sequence[str], *, limit: int | None = None,
+                        data: Mapping[str, str | Path] | None = None, out: str | Path | None = None,
+                        device: str = "cpu", **options) -> dict[str, float]:
+    """Load a checkpoint (or a run folder's newest valid one), run the tasks, optionally write JSON."""
+    from syllabus.train.checkpoint import load_model, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    model, tokenizer = load_model(path, device=device)
+    results = run_tasks(model, tokenizer, tasks, limit=limit, data=data, **options)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps({"checkpoint": str(path), "tasks": list(tasks), "limit": limit,
+                                         "results": results}, indent=2) + "\n")
+    return results
+
+
+def results_table(results: Mapping[str, float]) -> str:
+    """Two aligned columns: metric, value."""
+    width = max((len(k) for k in results), default=6)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
+    for name, value in results.items():
+        lines.append(f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+    return "\n".join(lines)

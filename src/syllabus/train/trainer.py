@@ -1,0 +1,330 @@
+"""One stage's training loop: accumulate, clip, step, log, evaluate, checkpoint, stop on request.
+
+The loop knows nothing of other stages. What changes with the step (learning rate, sequence length,
+batch shape) comes from ``schedule``; what is saved and how comes from ``checkpoint``. Resume is exact:
+weights, optimizer moments, counters, RNG and the data position are all restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from syllabus.config.pretrain import PreTrainingConfig
+from syllabus.train import checkpoint as ckpt
+from syllabus.train.distributed import DistContext
+from syllabus.train.metrics import MetricsLog, Progress
+from syllabus.train.schedule import Phase, lr_at, phase_at
+from syllabus.train.stops import StopRequest
+from syllabus.train.throughput import matmul_peak_flops, mfu
+
+log = logging.getLogger("syllabus")
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    step: int
+    tokens_seen: int
+    final_checkpoint: Path | None
+    stopped_by: str | None = None  # signal name, "callback: …", or None when the budget was reached
+    last_val: dict = field(default_factory=dict)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps with NaN/inf loss or gradients."""
+
+
+class Trainer:
+    """Trains ``model`` on ``batches`` for ``config.max_steps`` optimizer steps.
+
+    ``eval_batches`` maps a domain name to a zero-argument callable returning an iterable of batches of
+    its held-out split. ``callbacks`` are called as ``cb(trainer, record)`` after each evaluation and
+    may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``.
+    """
+
+    def __init__(self, config: PreTrainingConfig, model: torch.nn.Module, tokenizer, batches, *,
+                 out_dir: str | Path, checkpoint_dir: str | Path | None = None,
+                 eval_batches: dict[str, Callable] | None = None, phases: list[Phase] | None = None,
+                 stage: str | None = None, dist: DistContext | None = None, metrics: MetricsLog | None = None,
+                 callbacks: list[Callable] = (), extra_state: Callable[[], dict] | None = None,
+                 stop: StopRequest | None = None):
+        self.config = config
+        self.dist = dist or DistContext.single(config.device)
+        self.raw_model = model.to(self.dist.device)
+        self.model = self.dist.wrap(self.raw_model, config)
+        self.tokenizer = tokenizer
+        self.batches = batches
+        self.out_dir = Path(out_dir)
+        self.checkpoint_dir = Path(checkpoint_dir or self.out_dir / "checkpoints")
+        self.eval_batches = eval_batches or {}
+        self.phases = phases or [Phase(0, config.max_seq_length, config.micro_batch_size,
+                                       config.gradient_accumulation_steps)]
+        self.stage = stage
+        self.callbacks = list(callbacks)
+        self.extra_state = extra_state
+        self.metrics = metrics if metrics is not None or not self.dist.is_main else MetricsLog(
+            self.out_dir, use_tensorboard=config.use_tensorboard, use_wandb=config.use_wandb,
+            wandb_project=config.wandb_project, wandb_mode=config.wandb_mode, config=config.model_dump())
+        self.optimizer = build_optimizer(self.raw_model, config, self.dist.device)
+        self.amp_dtype = DTYPES[config.mixed_precision]
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if config.mixed_precision == "fp16" else None
+        self.step = 0
+        self.tokens_seen = 0
+        self.nonfinite_skips = 0  # total
+        self._nonfinite_run = 0  # consecutive
+        self.best_val_loss = math.inf
+        self.lr_multiplier = 1.0
+        self.stop = stop or StopRequest()
+        self._stop_reason: str | None = None
+        self._last_val: dict = {}
+        self._saved: tuple[int, Path | None] | None = None
+
+    # --- resume -------------------------------------------------------------------------------
+    def restore(self, path: str | Path) -> None:
+        """Continue from a checkpoint folder: weights, optimizer, counters, RNG and data position."""
+        path = Path(path)
+        ckpt.load_weights(self.raw_model, ckpt.load_model_state(path))
+        state = ckpt.load_trainer_state(path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.nonfinite_skips = state.get("nonfinite_skips", 0)
+        self.best_val_loss = state.get("best_val_loss", math.inf)
+        self.lr_multiplier = state.get("lr_multiplier", 1.0)
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.batches.load_state_dict(state["data"])
+        log.info("resumed from %s at step %d (%d tokens seen)", path, self.step, self.tokens_seen)
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (main process) and prune old ones; once per step."""
+        if self._saved is not None and self._saved[0] == self.step:
+            return self._saved[1]
+        state = {
+            "step": self.step, "tokens_seen": self.tokens_seen, "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "nonfinite_skips": self.nonfinite_skips, "best_val_loss": self.best_val_loss,
+            "lr_multiplier": self.lr_multiplier, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "data": self.batches.state_dict(), "extra": self.extra_state() if self.extra_state else {},
+        }
+        path = None
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(
+                self.checkpoint_dir, self.step, ckpt.model_state_for_saving(self.raw_model), state,
+                json_files={"model_config.json": self.raw_model.config.model_dump(),
+                            "run_config.json": {"stage": self.stage, **self.config.model_dump()}},
+                text_files={"tokenizer.json": self.tokenizer.to_str()})
+            ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
+        self.dist.barrier()
+        self._saved = (self.step, path)
+        return path
+
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+
+    # --- the loop -----------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        cfg = self.config
+        owns_handlers = not self.stop.installed
+        self.stop.install()
+        progress = Progress(cfg.max_steps, self.step, self.stage or "train") if self.dist.is_main else None
+        peak = matmul_peak_flops(self.amp_dtype, self.dist.device.type) if self.dist.is_main else 0.0
+        window = _Window()
+        last_path = None
+        try:
+            if self.step == 0 and self.eval_batches:
+                self.evaluate_and_notify()  # the starting point every later figure is compared with
+            while self.step < cfg.max_steps and not self.stop and self._stop_reason is None:
+                phase = phase_at(self.phases, self.step)
+                loss, grad_norm, lr = self._step(phase, window)
+                self.step += 1
+                self.tokens_seen += phase.tokens_per_step * self.dist.world_size
+                window.tokens += phase.tokens_per_step * self.dist.world_size
+                if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                    self._log_step(loss, grad_norm, lr, phase, window, peak, progress)
+                    window = _Window()
+                if self.eval_batches and (self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps):
+                    self.evaluate_and_notify()
+                if self.step % cfg.save_interval == 0 and self.step < cfg.max_steps:
+                    last_path = self.save()
+            if self.step >= cfg.max_steps or self.stop or self._stop_reason:
+                last_path = self.save()
+            if self.step >= cfg.max_steps and last_path is not None:
+                ckpt.alias_checkpoint(last_path, "final")
+            self._log_data_report()
+        finally:
+            if owns_handlers:
+                self.stop.uninstall()
+            if progress:
+                progress.close()
+        stopped_by = self.stop.signal_name or self._stop_reason
+        return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self._last_val)
+
+    def _step(self, phase: Phase, window: "_Window") -> tuple[torch.Tensor, torch.Tensor, float]:
+        cfg = self.config
+        lr = lr_at(self.step, peak=cfg.learning_rate, minimum=cfg.min_learning_rate, warmup=cfg.warmup_steps,
+                   total=cfg.max_steps, schedule=cfg.lr_schedule, decay_fraction=cfg.decay_fraction)
+        lr *= phase.lr_scale * self.lr_multiplier
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        loss_sum = self.accumulate_gradients(phase, window)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+        grad_norm = self.dist.clip_grad_norm(self.model, max_norm)
+        loss = self.dist.mean(loss_sum / phase.grad_accum_steps)
+        if bool(torch.isfinite(loss)) and (self.scaler is not None or bool(torch.isfinite(grad_norm))):
+            (self.scaler.step(self.optimizer) if self.scaler is not None else self.optimizer.step())
+            self._nonfinite_run = 0
+        else:
+            self.nonfinite_skips += 1
+            self._nonfinite_run += 1
+            log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
+                        self.step + 1, self._nonfinite_run)
+            if self._nonfinite_run >= cfg.max_nonfinite_skips:
+                raise NonFiniteLossError(f"{self._nonfinite_run} consecutive steps with non-finite loss or "
+                                         f"gradients at step {self.step + 1}; lower the learning rate or check the data")
+        if self.scaler is not None:
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        window.step_seconds += time.perf_counter() - t0
+        return loss, grad_norm, lr
+
+    def accumulate_gradients(self, phase: Phase, window: "_Window | None" = None) -> torch.Tensor:
+        """Forward and backward over ``phase.grad_accum_steps`` micro-batches; returns the summed loss.
+
+        Each micro-batch's mean loss is divided by the number of micro-batches, so the gradient is that
+        of the mean over the whole step whatever the split; DDP all-reduces only on the last one.
+        """
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.dist.device)
+        for micro in range(phase.grad_accum_steps):
+            t_data = time.perf_counter()
+            batch = self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
+            batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
+            if window is not None:
+                window.data_seconds += time.perf_counter() - t_data
+            last_micro = micro == phase.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last_micro else self.dist.no_sync(self.model)
+            with sync, self._autocast():
+                loss = self.model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
+            scaled = loss / phase.grad_accum_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach()
+        return loss_sum
+
+    def _autocast(self):
+        if self.amp_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
+
+    def _log_step(self, loss, grad_norm, lr, phase: Phase, window: "_Window", peak: float, progress) -> None:
+        if not self.dist.is_main:
+            return
+        tokens_per_sec = window.tokens / max(window.step_seconds, 1e-9)
+        record = {
+            "step": self.step, "loss": float(loss), "lr": lr, "grad_norm": float(grad_norm),
+            "tokens_seen": self.tokens_seen, "tokens_per_sec": tokens_per_sec,
+            "mfu": mfu(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec, peak),
+            "seq_len": phase.seq_len, "tokens_per_step": phase.tokens_per_step * self.dist.world_size,
+            "data_wait": window.data_seconds / max(window.step_seconds, 1e-9),
+            "nonfinite_skips": self.nonfinite_skips, "time": time.time(),
+        }
+        if self.stage:
+            record["stage"] = self.stage
+        self.metrics.log(record)
+        if progress:
+            progress.update(self.step, f"loss {record['loss']:.4f} lr {lr:.2e} {tokens_per_sec:,.0f} tok/s "
+                                       f"mfu {record['mfu']:.1%}")
+
+    def _log_data_report(self) -> None:
+        """What the model was actually fed: tokens and epochs per source, and skipped records."""
+        if not self.dist.is_main:
+            return
+        record = {"step": self.step, "event": "data", "mix": self.batches.mix_report(),
+                  "skipped": self.batches.skipped()}
+        if self.stage:
+            record["stage"] = self.stage
+        self.metrics.log(record)
+        skipped = {name: counts for name, counts in record["skipped"].items() if counts}
+        if skipped:
+            log.warning("skipped malformed records: %s", skipped)
+
+    # --- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def validation_losses(self) -> dict[str, float]:
+        """Token-weighted mean loss per domain over its held-out batches, plus ``val_loss`` over all."""
+        self.model.eval()
+        totals, counts = {}, {}
+        for name, make_batches in self.eval_batches.items():
+            loss_sum, n_tokens = 0.0, 0
+            for batch in make_batches():
+                batch = {k: v.to(self.dist.device) for k, v in batch.items()}
+                n = int((batch["labels"] != -100).sum())
+                with self._autocast():
+                    loss = self.raw_model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
+                loss_sum += float(loss) * n
+                n_tokens += n
+            totals[name], counts[name] = loss_sum, n_tokens
+        self.model.train()
+        result = {f"val_loss/{k}": totals[k] / counts[k] for k in totals if counts[k]}
+        if sum(counts.values()):
+            result["val_loss"] = sum(totals.values()) / sum(counts.values())
+        return result
+
+    def evaluate_and_notify(self) -> dict:
+        losses = self.validation_losses()
+        if not losses:
+            return {}
+        record = {"step": self.step, "tokens_seen": self.tokens_seen, **losses}
+        if self.stage:
+            record["stage"] = self.stage
+        self._last_val = record
+        if self.dist.is_main:
+            self.metrics.log(record)
+            log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4f}" for k, v in record.items()
+                                                          if k.startswith("val_loss")))
+        for callback in self.callbacks:
+            callback(self, record)
+        val = record.get("val_loss")
+        if val is not None and val < self.best_val_loss and self.step > 0:
+            self.best_val_loss = val
+            path = self.save()
+            if path is not None:
+                ckpt.alias_checkpoint(path, "best")
+        return record
+
+
+@dataclass
+class _Window:
+    """Counters since the last logged step."""
+
+    tokens: int = 0
+    step_seconds: float = 0.0
+    data_seconds: float = 0.0
+
+
+def build_optimizer(model: torch.nn.Module, config: PreTrainingConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; matrices decay, norms and embeddings do not. Fused where the device supports it."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "embed_tokens" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2),
+                             eps=config.adam_eps, fused=device.type in ("cpu", "cuda"))

@@ -1,0 +1,40 @@
+import torch
+
+from syllabus.config import PreTrainingConfig
+from syllabus.config.model import model_config_for
+from syllabus.model import Transformer
+from syllabus.train.schedule import Phase
+from syllabus.train.trainer import Trainer
+
+
+class RowBatches:
+    """The same 8 rows every step, handed out in order in micro-batches of any size."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.rows, self.cursor = rows, 0
+
+    def next_batch(self, micro_batch_size, seq_len):
+        take = self.rows[self.cursor:self.cursor + micro_batch_size, : seq_len + 1]
+        self.cursor = (self.cursor + micro_batch_size) % len(self.rows)
+        return {"input_ids": take[:, :-1], "labels": take[:, 1:]}
+
+
+def gradients(micro_batch_size: int, accum: int, rows, tmp_path):
+    torch.manual_seed(0)
+    model = Transformer(model_config_for("tiny", vocab_size=256, hidden_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=128))
+    config = PreTrainingConfig(mixed_precision="fp32", out_dir=str(tmp_path))
+    trainer = Trainer(config, model, tokenizer=None, batches=RowBatches(rows), out_dir=tmp_path, metrics=False)
+    loss = trainer.accumulate_gradients(Phase(0, 32, micro_batch_size, accum)) / accum
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_two_by_four_equals_eight_by_one(tmp_path):
+    rows = torch.randint(0, 256, (8, 33), generator=torch.Generator().manual_seed(1))
+    loss_a, grads_a = gradients(8, 1, rows, tmp_path)
+    loss_b, grads_b = gradients(4, 2, rows, tmp_path)
+    loss_c, grads_c = gradients(2, 4, rows, tmp_path)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6) and torch.allclose(loss_a, loss_c, atol=1e-6)
+    for name in grads_a:
+        assert (grads_a[name] - grads_b[name]).abs().max() < 1e-6, name
+        assert (grads_a[name] - grads_c[name]).abs().max() < 1e-6, name

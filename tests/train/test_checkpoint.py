@@ -1,0 +1,78 @@
+import logging
+import pickle
+
+import pytest
+import torch
+
+from syllabus.config.model import model_config_for
+from syllabus.model import Transformer
+from syllabus.train import checkpoint as ckpt
+
+
+def save(root, step, model):
+    return ckpt.save_checkpoint(root, step, ckpt.model_state_for_saving(model), {"step": step, "x": torch.ones(3)},
+                                json_files={"model_config.json": model.config.model_dump()})
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return Transformer(model_config_for("tiny", vocab_size=128, hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64))
+
+
+def test_round_trip_and_manifest(tmp_path, model):
+    path = save(tmp_path, 5, model)
+    assert ckpt.verify_checkpoint(path) is None
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors", "model_config.json",
+                                                      "trainer_state.pt"]
+    fresh = Transformer(model.config)
+    ckpt.load_weights(fresh, ckpt.load_model_state(path))
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    assert ckpt.load_trainer_state(path)["step"] == 5
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "delete"])
+def test_torn_checkpoint_falls_back_to_previous_with_warning(tmp_path, model, caplog, damage):
+    save(tmp_path, 10, model)
+    newest = save(tmp_path, 20, model)
+    weights = newest / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "flip":
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif damage == "manifest":
+        (newest / "manifest.json").unlink()
+    else:
+        (newest / "trainer_state.pt").unlink()
+    with caplog.at_level(logging.WARNING, logger="syllabus"):
+        assert ckpt.latest_valid_checkpoint(tmp_path).name == "step_10"
+    assert "step_20 is not usable" in caplog.text
+
+
+def test_keep_last_n_and_aliases(tmp_path, model):
+    for step in (1, 2, 3, 4):
+        path = save(tmp_path, step, model)
+        ckpt.prune_checkpoints(tmp_path, keep=2)
+    best = ckpt.alias_checkpoint(path, "best")
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_4", "step_3"]
+    assert ckpt.verify_checkpoint(best) is None
+    ckpt.prune_checkpoints(tmp_path, keep=1)
+    assert ckpt.verify_checkpoint(best) is None  # hard links outlive the pruned step folder
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path, model, capsys):
+    path = save(tmp_path, 1, model)
+    (path / "trainer_state.pt").write_bytes(pickle.dumps({"step": Boom()}))
+    with pytest.raises(pickle.UnpicklingError):
+        ckpt.load_trainer_state(path)
+    assert "code ran" not in capsys.readouterr().out
