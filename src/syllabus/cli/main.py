@@ -13,6 +13,9 @@ import sys
 
 # name -> (module, one-line help); the order is the order `syllabus --help` lists them in.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("syllabus.cli.run", "run a multi-stage plan (again: continue it)"),
+    "status": ("syllabus.cli.status", "show how far a plan run has got"),
+    "demo": ("syllabus.cli.demo", "build the demo corpus if needed and run plans/demo.yaml on the CPU"),
     "pretrain": ("syllabus.cli.pretrain", "train one stage from a config or flags"),
     "prepare": ("syllabus.cli.prepare", "clean and tokenize raw text into token shards"),
     "corpus": ("syllabus.cli.corpus", "build the four-domain demo corpus from installed packages"),

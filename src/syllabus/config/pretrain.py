@@ -41,6 +41,11 @@ class PreTrainingConfig(BaseModel):
     max_seq_length: int = Field(256, ge=8, description="tokens per training sequence")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     compile: bool = Field(False, description="torch.compile the model")
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="with several ranks: ddp (replicated weights) or fsdp (FSDP2, sharded weights, "
+                            "optimizer state and checkpoints); auto = ddp")
+    dist_timeout_seconds: int = Field(600, ge=1, description="collective timeout: a rank that waits longer for "
+                                                             "the others fails instead of hanging")
 
     # --- data
     data_dir: str | None = Field(None, description="folder of JSONL/text files, or of prepared shards")
@@ -94,6 +99,8 @@ class PreTrainingConfig(BaseModel):
             raise ValueError(f"data_mix_weights: must sum to 1, got {sum(self.data_mix_weights):g}")
         if any(w < 0 for w in self.data_mix_weights):
             raise ValueError("data_mix_weights: every weight must be >= 0")
+        if self.strategy == "fsdp" and self.mixed_precision == "fp16":
+            raise ValueError("mixed_precision: fp16 is not supported with strategy fsdp; use bf16 or fp32")
         if self.min_learning_rate > self.learning_rate:
             raise ValueError(f"min_learning_rate: {self.min_learning_rate:g} exceeds learning_rate "
                              f"({self.learning_rate:g})")

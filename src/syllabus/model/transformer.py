@@ -41,7 +41,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate [B, heads, T, head_dim] by position; cos/sin are [T, head_dim]."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # in x's dtype: no fp32 copy under autocast
 
 
 class KVCache:
@@ -167,7 +167,7 @@ class Transformer(nn.Module):
         x = self.model.norm(x)
         if labels is None:
             return self.lm_head(x)
-        return F.cross_entropy(self.lm_head(x).float().view(B * T, -1), labels.reshape(-1), ignore_index=-100)
+        return linear_cross_entropy(x.reshape(B * T, -1), self.lm_head.weight, labels.reshape(-1))
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -182,6 +182,51 @@ class Transformer(nn.Module):
         if c.tie_word_embeddings:
             matmul_params += self.lm_head.weight.numel()
         return 6.0 * matmul_params + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
+
+
+def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of ``x @ weight.T`` over labels != -100, the logits made a chunk of rows at a time.
+
+    The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)`` (matmuls in the
+    autocast dtype, softmax in fp32), but the [tokens, vocab] fp32 logits never exist: when gradients are
+    needed they are computed chunk by chunk in the forward pass, so backward is two multiplications.
+    """
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    x, weight = x.to(dtype), weight.to(dtype)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk (16 MB)
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
+        valid = labels != -100
+        count = valid.sum().clamp(min=1).float()
+        rows = max(256, _LinearCrossEntropy.CHUNK_ELEMENTS // weight.shape[0])
+        loss = torch.zeros((), device=x.device)
+        dx = torch.empty_like(x) if needs_grad else None
+        dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
+        with torch.autocast(x.device.type, enabled=False):
+            for i in range(0, x.shape[0], rows):
+                xc, lc, vc = x[i:i + rows], labels[i:i + rows].clamp(min=0)[:, None], valid[i:i + rows]
+                logits = (xc @ weight.T).float()
+                lse = torch.logsumexp(logits, dim=-1)
+                loss += torch.where(vc, lse - logits.gather(1, lc)[:, 0], 0.0).sum()
+                if needs_grad:  # d loss / d logits = (softmax - onehot) / count, for valid rows
+                    grad = torch.exp_(logits.sub_(lse[:, None])).scatter_add_(1, lc, torch.full_like(lse, -1.0)[:, None])
+                    grad = grad.mul_((vc / count)[:, None]).to(x.dtype)
+                    dx[i:i + rows] = grad @ weight
+                    dw += (grad.T @ xc).float()  # summed over chunks in fp32
+        ctx.save_for_backward(dx, dw)
+        return loss / count
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor):
+        dx, dw = ctx.saved_tensors
+        return (dx * grad_loss).to(dx.dtype), (dw * grad_loss).to(dx.dtype), None, None
 
 
 def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor | None:

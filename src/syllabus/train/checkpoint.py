@@ -4,7 +4,9 @@ A checkpoint folder ``step_<N>/`` holds ``model.safetensors`` (Hugging Face name
 (optimizer, counters, RNG, data position; read back with ``weights_only=True``), ``model_config.json``,
 ``tokenizer.json``, ``run_config.json`` and last ``manifest.json`` with each file's size and sha256. A
 folder whose manifest is missing or does not match its files is torn: loaders skip it with a warning and
-take the previous valid one. Nothing here unpickles arbitrary objects.
+take the previous valid one. Nothing here unpickles arbitrary objects. Runs sharded with FSDP2 write the
+weights and optimizer as ``sharded/`` (``torch.distributed.checkpoint``) instead of ``model.safetensors``;
+see ``sharded_checkpoint``. ``load_model`` reads both.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Full weights in Hugging Face names, from either format (single file, or sharded by FSDP2 via DCP)."""
+    from syllabus.train import sharded_checkpoint
+
+    if sharded_checkpoint.is_sharded(path):
+        return sharded_checkpoint.load_full_model_state(path)
     return load_file(str(Path(path) / MODEL_FILE))
 
 

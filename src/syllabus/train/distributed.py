@@ -1,6 +1,16 @@
-"""Process-group set-up and the few places the loop differs across world sizes (torchrun + DDP).
+"""Process-group set-up and the few places the loop differs across world sizes (torchrun + DDP or FSDP2).
 
-The model file knows nothing of this: ``DistContext.wrap`` applies compile and DDP around it.
+The model file knows nothing of this: ``DistContext.wrap`` applies activation checkpointing, compile and
+DDP or FSDP2 around it (torchtitan's split: the model stays plain PyTorch, the trainer decides how to wrap).
+
+Invariants kept here:
+
+- every rank builds the same model (the caller seeds before building; DDP also broadcasts rank 0's
+  weights, FSDP2 shards each rank's identical full copy);
+- every rank leaves the loop at the same step: :meth:`DistContext.should_stop` all-reduces the local stop
+  flag (a signal on any rank, or a callback) once per step, so a SIGTERM delivered to one rank, or to all
+  of them at slightly different moments, stops them all after the same step;
+- a rank that waits on a collective longer than ``dist_timeout_seconds`` fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -8,9 +18,18 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# Test hook: SYLLABUS_FAULT_CRASH_RANK=r SYLLABUS_FAULT_CRASH_STEP=s makes rank r raise once it has finished
+# s optimizer steps, to check that the other ranks end with an error instead of hanging. Read only here.
+FAULT_RANK_ENV, FAULT_STEP_ENV = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the ``SYLLABUS_FAULT_CRASH_*`` test hook."""
 
 
 @dataclass
@@ -19,18 +38,28 @@ class DistContext:
     world_size: int
     local_rank: int
     device: torch.device
+    strategy: str = "single"  # "single" (one rank), "ddp" or "fsdp"
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def sharded(self) -> bool:
+        """True when weights and optimizer state are FSDP2 DTensor shards (checkpoints are then DCP)."""
+        return self.strategy == "fsdp"
 
     @classmethod
     def single(cls, device: str = "auto") -> "DistContext":
         return cls(0, 1, 0, pick_device(device, 0))
 
     @classmethod
-    def from_env(cls, device: str = "auto") -> "DistContext":
-        """Read torchrun's environment; initialise the process group when the world has more than one rank."""
+    def from_env(cls, device: str = "auto", strategy: str = "auto", timeout_seconds: float = 600) -> "DistContext":
+        """Read torchrun's environment; initialise the process group when the world has more than one rank.
+
+        nccl on CUDA, gloo on CPU; collectives time out after ``timeout_seconds``. ``strategy`` ``auto``
+        means DDP; with a single rank every strategy is plain single-process training.
+        """
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
             return cls.single(device)
@@ -38,25 +67,86 @@ class DistContext:
         chosen = pick_device(device, local_rank)
         if not dist.is_initialized():
             backend = "nccl" if chosen.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend, device_id=chosen if chosen.type == "cuda" else None)
-        return cls(rank, world_size, local_rank, chosen)
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds),
+                                    device_id=chosen if chosen.type == "cuda" else None)
+        return cls(rank, world_size, local_rank, chosen, "fsdp" if strategy == "fsdp" else "ddp")
 
+    def close(self) -> None:
+        """Destroy the process group (every rank, on success, error or signal)."""
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+    # --- wrapping -----------------------------------------------------------------------------
     def wrap(self, model: torch.nn.Module, config) -> torch.nn.Module:
+        """The module the loop calls. Under FSDP2 it is ``model`` itself, sharded in place."""
         model.gradient_checkpointing = bool(config.gradient_checkpointing)
+        if self.strategy == "fsdp":
+            return self._fully_shard(model, config)
         if config.compile:
             model = torch.compile(model)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # buffers (the RoPE tables) are the same constants on every rank: no broadcast each forward
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
         return model
 
+    def _fully_shard(self, model: torch.nn.Module, config) -> torch.nn.Module:
+        """FSDP2: each transformer block is its own unit (compiled in place when asked), then the root
+        (embeddings, final norm, head). With bf16 the parameters are all-gathered and computed in bf16
+        and gradients reduced in fp32, so no autocast is needed; the optimizer steps fp32 shards."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+                  if config.mixed_precision == "bf16" else MixedPrecisionPolicy())
+        for block in model.model.layers:
+            if config.compile:
+                block.compile()  # in place: parameter names (and so checkpoints) do not change
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
+        return model
+
+    @property
+    def autocast_needed(self) -> bool:
+        """False under FSDP2, whose mixed-precision policy already casts parameters."""
+        return self.strategy != "fsdp"
+
+    # --- the step -----------------------------------------------------------------------------
+    @contextlib.contextmanager
     def no_sync(self, model: torch.nn.Module):
-        """Skip the gradient all-reduce on micro-steps that do not step the optimizer."""
-        return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
+        """Skip the gradient reduction on micro-steps that do not step the optimizer.
+
+        Must enclose the backward as well as the forward (FSDP2 reads its flag in backward hooks)."""
+        if self.strategy == "fsdp":
+            model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                model.set_requires_gradient_sync(True)
+        elif hasattr(model, "no_sync"):
+            with model.no_sync():
+                yield
+        else:
+            yield
 
     def clip_grad_norm(self, model: torch.nn.Module, max_norm: float) -> torch.Tensor:
-        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        """Clip to ``max_norm`` and return the global gradient norm as a plain tensor.
+
+        Under FSDP2 the gradients are DTensor shards: their norm is a partial DTensor, reduced across
+        ranks by ``full_tensor()`` before clipping, so every rank clips by the same global norm."""
+        if self.strategy != "fsdp":
+            return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        from torch.distributed.tensor import DTensor
+
+        params = [p for p in model.parameters() if p.grad is not None]
+        total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+        if isinstance(total, DTensor):
+            total = total.full_tensor()
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        return total
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
@@ -65,9 +155,24 @@ class DistContext:
             value /= self.world_size
         return value
 
+    def should_stop(self, local: bool, step: int) -> bool:
+        """True on every rank when any rank wants to stop; called once per step by every rank."""
+        _maybe_inject_fault(self.rank, step)
+        if self.world_size == 1:
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+
+def _maybe_inject_fault(rank: int, step: int) -> None:
+    want_rank, want_step = os.environ.get(FAULT_RANK_ENV), os.environ.get(FAULT_STEP_ENV)
+    if want_rank is not None and want_step is not None and rank == int(want_rank) and step == int(want_step):
+        raise InjectedFault(f"rank {rank}: fault injected after step {step} ({FAULT_RANK_ENV}/{FAULT_STEP_ENV})")
 
 
 def pick_device(device: str, local_rank: int) -> torch.device:

@@ -23,8 +23,6 @@ from syllabus.train.trainer import Trainer, TrainResult
 
 log = logging.getLogger("syllabus")
 
-TOKENIZER_SAMPLE_CHARS = 20_000_000  # text read to train a tokenizer when none is given
-
 
 class PreTrainer:
     def __init__(self, config: PreTrainingConfig):
@@ -33,17 +31,30 @@ class PreTrainer:
         self.checkpoint_dir = Path(config.checkpoint_dir or self.out_dir / "checkpoints")
 
     def train(self) -> TrainResult:
+        cfg = self.config
+        dist = DistContext.from_env(cfg.device, cfg.strategy, cfg.dist_timeout_seconds)
+        if not dist.is_main:  # one voice: rank 0 logs; the others only warn and fail
+            log.setLevel(max(log.level, logging.WARNING))
+        try:
+            return self._train(dist)
+        except BaseException as err:
+            if dist.world_size > 1:
+                log.error("rank %d of %d failed: %s: %s", dist.rank, dist.world_size, type(err).__name__, err)
+            raise
+        finally:
+            dist.close()  # every rank, on success, error or signal
+
+    def _train(self, dist: DistContext) -> TrainResult:
         from syllabus.data import iter_eval_batches, open_batches
 
         cfg = self.config
-        dist = DistContext.from_env(cfg.device)
         sources, weights = resolve_sources(cfg)
         with StopRequest() as stop, RunLock(self.out_dir, enabled=dist.is_main):
             if dist.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 (self.out_dir / "run_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
             tokenizer = obtain_tokenizer(cfg, sources, self.out_dir, dist)
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed)  # the same on every rank: every rank builds the same model
             model = Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())))
             batches = open_batches(sources, weights, tokenizer, seed=cfg.seed, rank=dist.rank,
                                    world_size=dist.world_size, doc_attention=cfg.doc_attention,
@@ -61,8 +72,9 @@ class PreTrainer:
             if start is not None:
                 trainer.restore(start)
             if dist.is_main:
-                log.info("model: %.2fM parameters; %d tokens per step; run folder %s",
-                         model.num_parameters() / 1e6, cfg.tokens_per_step * dist.world_size, self.out_dir)
+                log.info("model: %.2fM parameters; %d tokens per step; %d rank(s), %s; run folder %s",
+                         model.num_parameters() / 1e6, cfg.tokens_per_step * dist.world_size, dist.world_size,
+                         dist.strategy, self.out_dir)
             try:
                 return trainer.train()
             finally:
@@ -88,7 +100,7 @@ def resolve_sources(cfg: PreTrainingConfig) -> tuple[dict[str, str], dict[str, f
 def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: Path, dist: DistContext):
     """The given tokenizer; else the run folder's (a resumed run); else the shards'; else train one."""
     from syllabus.data import load_tokenizer, save_tokenizer, train_tokenizer
-    from syllabus.data.sources import read_documents
+    from syllabus.data.tokenizer import training_sample
 
     candidates = [cfg.tokenizer] if cfg.tokenizer else []
     candidates += [out_dir / "tokenizer.json"] + [Path(p) / "tokenizer.json" for p in sources.values()]
@@ -98,21 +110,11 @@ def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: P
     if cfg.tokenizer:
         raise ConfigError(f"tokenizer: {cfg.tokenizer} does not exist")
     if dist.is_main:
-        budget = TOKENIZER_SAMPLE_CHARS // len(sources)
         log.info("training a %d-token BPE tokenizer on the data", cfg.vocab_size)
-        texts = (t for path in sources.values() for t in _chars_upto(read_documents(path), budget))
-        save_tokenizer(train_tokenizer(texts, cfg.vocab_size), out_dir / "tokenizer.json")
+        save_tokenizer(train_tokenizer(training_sample(list(sources.values())), cfg.vocab_size),
+                       out_dir / "tokenizer.json")
     dist.barrier()
     return load_tokenizer(out_dir / "tokenizer.json")
-
-
-def _chars_upto(texts, budget: int):
-    used = 0
-    for text in texts:
-        if used >= budget:
-            return
-        used += len(text)
-        yield text
 
 
 def padded_vocab_size(n: int, multiple: int = 64) -> int:

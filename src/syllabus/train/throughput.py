@@ -7,23 +7,42 @@ from functools import lru_cache
 
 import torch
 
+PEAK_SIZES = (1024, 2048, 3072, 4096)
+
 
 @lru_cache(maxsize=None)
 def matmul_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu", size: int = 1024,
                       seconds: float = 0.25) -> float:
     """Measured FLOP/s of a square ``size`` matmul in ``dtype`` on ``device``, all threads (best of bursts)."""
+    return _measure_matmul(dtype, device, size, seconds)
+
+
+def machine_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu",
+                       sizes: tuple[int, ...] = PEAK_SIZES, seconds: float = 0.5) -> tuple[float, dict[int, float]]:
+    """The best square-matmul FLOP/s over ``sizes`` (the limit MFU is measured against), and each size's.
+
+    Not cached: a benchmark calls it in the same run as the figures it divides, so noise is shared.
+    """
+    per_size = {n: _measure_matmul(dtype, device, n, seconds) for n in sizes}
+    return max(per_size.values()), per_size
+
+
+def _measure_matmul(dtype: torch.dtype, device: str, size: int, seconds: float) -> float:
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    torch.matmul(a, b)  # warm-up
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    torch.matmul(a, b, out=out)  # warm-up
+    reps = max(1, int(4 * (1024 / size) ** 3))  # ~same work per burst whatever the size
     best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    while True:
         t0 = time.perf_counter()
-        for _ in range(4):
-            torch.matmul(a, b)
+        for _ in range(reps):
+            torch.matmul(a, b, out=out)
         if device != "cpu":
             torch.cuda.synchronize()
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - t0))
-    return best
+        best = max(best, reps * 2 * size**3 / (time.perf_counter() - t0))
+        if time.perf_counter() >= deadline:
+            return best
 
 
 def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float) -> float:

@@ -19,6 +19,7 @@ import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import checkpoint as ckpt
+from syllabus.train import sharded_checkpoint
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, Progress
 from syllabus.train.schedule import Phase, lr_at, phase_at
@@ -89,12 +90,20 @@ class Trainer:
         self._saved: tuple[int, Path | None] | None = None
 
     # --- resume -------------------------------------------------------------------------------
-    def restore(self, path: str | Path) -> None:
-        """Continue from a checkpoint folder: weights, optimizer, counters, RNG and data position."""
+    def restore(self, path: str | Path) -> dict:
+        """Continue from a checkpoint folder: weights, optimizer, counters, RNG and data position.
+
+        Returns what ``extra_state`` had saved (e.g. the plan's forgetting-gate state)."""
         path = Path(path)
-        ckpt.load_weights(self.raw_model, ckpt.load_model_state(path))
         state = ckpt.load_trainer_state(path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if sharded_checkpoint.is_sharded(path):  # written by FSDP2: DCP reshards to this world and strategy
+            sharded_checkpoint.load_sharded_into(path, self.raw_model, self.optimizer, collective=self.dist.sharded)
+        elif self.dist.sharded:  # a single-folder checkpoint continued under FSDP2
+            sharded_checkpoint.load_full_into_sharded(self.raw_model, self.optimizer, ckpt.load_model_state(path),
+                                                      state["optimizer"])
+        else:
+            ckpt.load_weights(self.raw_model, ckpt.load_model_state(path))
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
@@ -106,13 +115,15 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.batches.load_state_dict(state["data"])
         log.info("resumed from %s at step %d (%d tokens seen)", path, self.step, self.tokens_seen)
+        return state.get("extra", {})
 
     def save(self) -> Path | None:
-        """Write a checkpoint of the current step (main process) and prune old ones; once per step."""
+        """Write a checkpoint of the current step and prune old ones; once per step. Called on every rank:
+        the main rank writes the single-folder format, or all ranks write their shards under FSDP2."""
         if self._saved is not None and self._saved[0] == self.step:
             return self._saved[1]
         state = {
-            "step": self.step, "tokens_seen": self.tokens_seen, "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "tokens_seen": self.tokens_seen,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "nonfinite_skips": self.nonfinite_skips, "best_val_loss": self.best_val_loss,
             "lr_multiplier": self.lr_multiplier, "rng_cpu": torch.get_rng_state(),
@@ -120,12 +131,20 @@ class Trainer:
             "data": self.batches.state_dict(), "extra": self.extra_state() if self.extra_state else {},
         }
         path = None
-        if self.dist.is_main:
-            path = ckpt.save_checkpoint(
-                self.checkpoint_dir, self.step, ckpt.model_state_for_saving(self.raw_model), state,
-                json_files={"model_config.json": self.raw_model.config.model_dump(),
-                            "run_config.json": {"stage": self.stage, **self.config.model_dump()}},
-                text_files={"tokenizer.json": self.tokenizer.to_str()})
+        json_files = {"model_config.json": self.raw_model.config.model_dump(),
+                      "run_config.json": {"stage": self.stage, **self.config.model_dump()}}
+        text_files = {"tokenizer.json": self.tokenizer.to_str()}
+        if self.dist.sharded:
+            written = sharded_checkpoint.save_sharded_checkpoint(
+                self.checkpoint_dir, self.step, self.raw_model, self.optimizer, state, is_main=self.dist.is_main,
+                json_files=json_files, text_files=text_files)
+            if self.dist.is_main:
+                path = written
+                ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
+        elif self.dist.is_main:
+            state["optimizer"] = self.optimizer.state_dict()
+            path = ckpt.save_checkpoint(self.checkpoint_dir, self.step, ckpt.model_state_for_saving(self.raw_model),
+                                        state, json_files=json_files, text_files=text_files)
             ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
         self.dist.barrier()
         self._saved = (self.step, path)
@@ -146,7 +165,7 @@ class Trainer:
         try:
             if self.step == 0 and self.eval_batches:
                 self.evaluate_and_notify()  # the starting point every later figure is compared with
-            while self.step < cfg.max_steps and not self.stop and self._stop_reason is None:
+            while self.step < cfg.max_steps and not self._should_stop():
                 phase = phase_at(self.phases, self.step)
                 loss, grad_norm, lr = self._step(phase, window)
                 self.step += 1
@@ -171,6 +190,16 @@ class Trainer:
                 progress.close()
         stopped_by = self.stop.signal_name or self._stop_reason
         return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self._last_val)
+
+    def _should_stop(self) -> bool:
+        """Whether to leave the loop now; the same answer on every rank (one all-reduce per step).
+
+        Only the agreed answer counts: a signal arriving after the all-reduce is acted on at the next step."""
+        local = bool(self.stop) or self._stop_reason is not None
+        agreed = self.dist.should_stop(local, self.step)
+        if agreed and not local:
+            self._stop_reason = "stop requested on another rank"
+        return agreed
 
     def _step(self, phase: Phase, window: "_Window") -> tuple[torch.Tensor, torch.Tensor, float]:
         cfg = self.config
@@ -219,15 +248,16 @@ class Trainer:
                 window.data_seconds += time.perf_counter() - t_data
             last_micro = micro == phase.grad_accum_steps - 1
             sync = contextlib.nullcontext() if last_micro else self.dist.no_sync(self.model)
-            with sync, self._autocast():
-                loss = self.model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
-            scaled = loss / phase.grad_accum_steps
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            with sync:  # around the backward too: FSDP2 decides whether to reduce in its backward hooks
+                with self._autocast():
+                    loss = self.model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
+                scaled = loss / phase.grad_accum_steps
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach()
         return loss_sum
 
     def _autocast(self):
-        if self.amp_dtype == torch.float32:
+        if self.amp_dtype == torch.float32 or not self.dist.autocast_needed:
             return contextlib.nullcontext()
         return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
 

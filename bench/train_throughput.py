@@ -1,0 +1,365 @@
+"""Training throughput of syllabus vs Hugging Face ``LlamaForCausalLM`` at the same shape, in one process.
+
+    .venv/bin/python bench/train_throughput.py --quick          # CPU shape, both vocabs, fp32+bf16, eager (~3 min)
+    .venv/bin/python bench/train_throughput.py                  # + compiled (several minutes more)
+    .venv/bin/python bench/train_throughput.py --shapes small   # the `small` preset at seq 1024 (slow on CPU)
+    .venv/bin/python bench/train_throughput.py --profile        # torch.profiler table of one syllabus step
+
+syllabus runs its real step: ``Trainer._step`` (``accumulate_gradients`` under autocast, clipping, fused
+AdamW) fed by ``open_batches`` over prepared shards of the demo corpus, so data wait is real. The reference
+is ``LlamaForCausalLM`` (SDPA attention) fed by the same kind of batches, trained with a plain loop:
+autocast forward with ``labels``, backward, ``clip_grad_norm_``, ``AdamW(fused=True)``.
+
+Noise control: every configuration is warmed up first (compile happens there), then the systems alternate
+A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds. MFU divides
+``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s measured in this same run.
+Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during the
+system's measured steps (``/proc/self/clear_refs`` resets it; ``malloc_trim`` first), on GPU
+``torch.cuda.max_memory_allocated``. The last line is one JSON object (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+
+from syllabus.config.model import model_config_for  # noqa: E402
+from syllabus.config.pretrain import PreTrainingConfig  # noqa: E402
+from syllabus.data import open_batches  # noqa: E402
+from syllabus.model import Transformer  # noqa: E402
+from syllabus.train.schedule import Phase  # noqa: E402
+from syllabus.train.throughput import machine_peak_flops, mfu  # noqa: E402
+from syllabus.train.trainer import Trainer, _Window  # noqa: E402
+
+CPU = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1024,
+           max_position_embeddings=1024, tie_word_embeddings=True)
+# name -> (model shape, seq_len, micro batch)
+SHAPES = {
+    "cpu-v96": (dict(CPU, vocab_size=96), 256, 8),
+    "cpu-v8k": (dict(CPU, vocab_size=8192), 256, 8),
+    "small": (dict(vocab_size=32000, max_position_embeddings=2048), 1024, 8),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DATA_VOCAB = 8192
+
+
+# --- data ----------------------------------------------------------------------------------------------
+def prepared_data(cache: Path) -> tuple[Path, object]:
+    """Demo corpus -> 8k BPE tokenizer (trained on its train split) -> train/val shards under
+    ``cache/shards`` (built once, reused)."""
+    from syllabus.data import load_tokenizer, save_tokenizer, train_tokenizer
+    from syllabus.data.corpus import build_demo_corpus
+    from syllabus.data.prepare import prepare_shards
+
+    shards, tok_path = cache / "shards", cache / "tokenizer.json"
+    if not (shards / "val").exists():
+        build_demo_corpus(cache / "demo", echo=lambda s: None)
+        files = [str(cache / "demo" / d / "train.jsonl") for d in ("wiki", "reasoning", "math", "code")]
+        texts = [json.loads(line)["text"] for f in files for line in open(f)]
+        save_tokenizer(train_tokenizer(texts, DATA_VOCAB), tok_path)
+        held_out = [f.replace("train.jsonl", "val.jsonl") for f in files]  # val.jsonl -> the val split
+        prepare_shards(files + held_out, load_tokenizer(tok_path), shards, workers=1, echo=lambda s: None)
+    return shards, load_tokenizer(tok_path)
+
+
+class FoldedVocab:
+    """Batches with token ids folded into a smaller vocabulary (id % vocab); -100 labels kept."""
+
+    def __init__(self, batches, vocab: int):
+        self.batches, self.vocab = batches, vocab
+
+    def next_batch(self, micro_batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+        batch = self.batches.next_batch(micro_batch_size, seq_len)
+        if self.vocab < DATA_VOCAB:
+            batch = {k: torch.where(v >= 0, v % self.vocab, v) if k in ("input_ids", "labels") else v
+                     for k, v in batch.items()}
+        return batch
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+
+def open_train_batches(shards: Path, tokenizer, vocab: int, seed: int = 0):
+    return FoldedVocab(open_batches({"demo": str(shards)}, {"demo": 1.0}, tokenizer, seed=seed), vocab)
+
+
+# --- memory ----------------------------------------------------------------------------------------------
+def _rss_kb(field_name: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field_name):
+            return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def step_memory(result: dict, device: str):
+    """Bytes above the pre-step level at the high-water mark while the block runs, max into ``result``."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield
+        result["transient"] = max(result.get("transient", 0), torch.cuda.max_memory_allocated() - base)
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    base = _rss_kb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+    except OSError:
+        pass
+    yield
+    result["transient"] = max(result.get("transient", 0), (_rss_kb("VmHWM") - base) * 1024)
+
+
+def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    opt = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+              if torch.is_tensor(v))
+    return params + opt
+
+
+def memory_estimate(cfg: dict, seq_len: int, batch: int, dtype: str, n_params: int) -> int:
+    """Rough bytes: params + grads + AdamW moments (16 B/param, fp32) + activations saved for backward
+    (per layer per token ~34·d + 8·ffn bytes in bf16 autocast, 40·d + 16·ffn in fp32) + logits
+    (bf16 logits + fp32 copy + fp32 grad, or fp32 logits + grad) when materialised."""
+    d, f, L, V = cfg.get("hidden_size", 768), cfg.get("intermediate_size", 2048), cfg.get("num_hidden_layers", 12), \
+        cfg["vocab_size"]
+    tokens = seq_len * batch
+    per_layer = 34 * d + 8 * f if dtype == "bf16" else 40 * d + 16 * f
+    logits = V * (10 if dtype == "bf16" else 8)
+    return 16 * n_params + tokens * (L * per_layer + logits)
+
+
+# --- the two systems ----------------------------------------------------------------------------------------
+class _NullMetrics:
+    def log(self, record) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Runner:
+    system: str
+    shape: str
+    dtype: str
+    compile: bool
+    tokens_per_step: int
+    flops_per_token: float
+    step: object  # () -> (seconds, data_seconds)
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    round_tps: list = field(default_factory=list)
+    data_seconds: float = 0.0
+    step_seconds: float = 0.0
+    memory: dict = field(default_factory=dict)
+    losses: list = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.shape}/{self.dtype}/{'compiled' if self.compile else 'eager'}"
+
+
+def syllabus_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, out_dir: Path,
+                    lr: float = 6e-4, max_steps: int = 10**6, warmup: int = 0, seed: int = 0,
+                    min_lr: float = 6e-5) -> Runner:
+    model_cfg, seq_len, mb = SHAPES[shape]
+    torch.manual_seed(seed)
+    model = Transformer(model_config_for("tiny", **model_cfg) if shape != "small"
+                        else model_config_for("small", **model_cfg))
+    config = PreTrainingConfig(max_seq_length=seq_len, micro_batch_size=mb, mixed_precision=dtype,
+                               compile=compiled, device="cpu" if not torch.cuda.is_available() else "cuda",
+                               max_steps=max_steps, warmup_steps=warmup, learning_rate=lr, min_learning_rate=min_lr,
+                               lr_schedule="cosine" if warmup else "constant")
+    batches = open_train_batches(shards, tokenizer, model_cfg["vocab_size"], seed)
+    trainer = Trainer(config, model, tokenizer, batches, out_dir=out_dir, metrics=_NullMetrics())
+    phase = Phase(0, seq_len, mb, 1)
+
+    def step():
+        window = _Window()
+        loss, _, _ = trainer._step(phase, window)  # the trainer's own step: accumulate, clip, AdamW
+        trainer.step += 1
+        return window.step_seconds, window.data_seconds, loss
+
+    return Runner("syllabus", shape, dtype, compiled, seq_len * mb, model.flops_per_token(seq_len), step,
+                  model, trainer.optimizer)
+
+
+def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, lr: float = 6e-4,
+                     schedule=None, seed: int = 0) -> Runner:
+    """Hugging Face LlamaForCausalLM at the same shape, plain AdamW loop (same clipping, fused AdamW)."""
+    import transformers
+
+    model_cfg, seq_len, mb = SHAPES[shape]
+    ours = model_config_for("tiny" if shape != "small" else "small", **model_cfg)
+    hf_config = transformers.LlamaConfig(
+        vocab_size=ours.vocab_size, hidden_size=ours.hidden_size, intermediate_size=ours.intermediate_size,
+        num_hidden_layers=ours.num_hidden_layers, num_attention_heads=ours.num_attention_heads,
+        num_key_value_heads=ours.kv_heads, max_position_embeddings=ours.max_position_embeddings,
+        rms_norm_eps=ours.rms_norm_eps, rope_theta=ours.rope_theta, tie_word_embeddings=ours.tie_word_embeddings,
+        attn_implementation="sdpa")
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(hf_config)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).train()
+    fwd = torch.compile(model) if compiled else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    batches = open_train_batches(shards, tokenizer, ours.vocab_size, seed)
+    amp = torch.autocast(device, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+    state = {"step": 0}
+
+    def step():
+        t0 = time.perf_counter()
+        if schedule is not None:
+            for g in optimizer.param_groups:
+                g["lr"] = schedule(state["step"])
+        batch = batches.next_batch(mb, seq_len)
+        ids, targets = batch["input_ids"].to(device), batch["labels"].to(device)
+        t_data = time.perf_counter() - t0
+        with amp:  # shift_labels: the same next-token targets as syllabus (no shift inside HF)
+            loss = fwd(input_ids=ids, labels=targets, shift_labels=targets).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        return time.perf_counter() - t0, t_data, loss.detach()
+
+    ours_model = Transformer(ours)  # flops counted by the same formula for both
+    return Runner("reference", shape, dtype, compiled, seq_len * mb, ours_model.flops_per_token(seq_len), step,
+                  model, optimizer)
+
+
+# --- the measurement --------------------------------------------------------------------------------------
+def run_round(runner: Runner, steps: int, device: str) -> None:
+    seconds = data = 0.0
+    with step_memory(runner.memory, device):
+        for _ in range(steps):
+            s, d, _ = runner.step()
+            seconds, data = seconds + s, data + d
+    runner.round_tps.append(steps * runner.tokens_per_step / seconds)
+    runner.step_seconds += seconds
+    runner.data_seconds += data
+
+
+def profile_step(runner: Runner, steps: int = 3) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        runner.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            runner.step()
+    print(f"profile: {runner.system} {runner.key}, {steps} steps")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CPU shapes, fp32+bf16, eager, 3 rounds x 3 steps")
+    parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES))
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    parser.add_argument("--compile", nargs="+", default=None, choices=["eager", "compiled"])
+    parser.add_argument("--systems", nargs="+", default=["syllabus", "reference"], choices=["syllabus", "reference"])
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="steps per round")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first (compile happens here)")
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "syllabus-bench"))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per configuration")
+    args = parser.parse_args()
+    shapes = args.shapes or ["cpu-v96", "cpu-v8k"]
+    modes = args.compile or (["eager"] if args.quick else ["eager", "compiled"])
+    rounds = args.rounds or (3 if args.quick or shapes == ["small"] else 5)
+    steps = args.steps or (3 if args.quick else 4)
+    if "small" in shapes and args.steps is None:
+        steps = 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shards, tokenizer = prepared_data(Path(args.cache))
+    out_dir = Path(tempfile.mkdtemp())
+
+    peaks = {}
+    for name in args.dtypes:
+        peaks[name], _ = machine_peak_flops(DTYPES[name], device, seconds=0.5)
+    print(f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; in-run matmul "
+          f"peak " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
+
+    runners: list[Runner] = []
+    for shape in shapes:
+        for dtype in args.dtypes:
+            for mode in modes:
+                group = []
+                for system in args.systems:
+                    if system == "syllabus":
+                        r = syllabus_runner(shape, dtype, mode == "compiled", shards, tokenizer, out_dir)
+                    else:
+                        r = reference_runner(shape, dtype, mode == "compiled", shards, tokenizer)
+                    t = time.perf_counter()
+                    for _ in range(args.warmup):
+                        r.step()
+                    print(f"  warm-up {system} {r.key}: {time.perf_counter() - t:.1f}s", flush=True)
+                    if args.profile:
+                        profile_step(r)
+                    group.append(r)
+                for _ in range(rounds):  # A B A B ...
+                    for r in group:
+                        run_round(r, steps, device)
+                for r in group:
+                    r.memory["state"] = state_bytes(r.model, r.optimizer)
+                    r.memory["estimate"] = memory_estimate(
+                        SHAPES[shape][0], SHAPES[shape][1], SHAPES[shape][2], dtype,
+                        sum(p.numel() for p in r.model.parameters()))
+                    r.model, r.step = None, None  # free before the next configuration
+                    del r.optimizer.state
+                runners.extend(group)
+                import gc
+                gc.collect()
+                torch._dynamo.reset()
+
+    rows, ratios = [], {}
+    print(f"\n{'system':10s} {'shape':8s} {'dtype':5s} {'mode':8s} {'tok/s':>8s} {'MFU':>6s} {'peak MB':>8s} "
+          f"{'est MB':>7s} {'data wait':>9s} {'ratio':>6s}")
+    by_key = {}
+    for r in runners:
+        tps = statistics.median(r.round_tps)
+        peak_mb = (r.memory["state"] + r.memory.get("transient", 0)) / 2**20
+        row = {"system": r.system, "shape": r.shape, "dtype": r.dtype,
+               "compile": "compiled" if r.compile else "eager", "tokens_per_sec": round(tps, 1),
+               "mfu": round(mfu(r.flops_per_token, tps, peaks[r.dtype]), 4), "peak_mem_mb": round(peak_mb, 1),
+               "estimate_mem_mb": round(r.memory["estimate"] / 2**20, 1),
+               "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
+        rows.append(row)
+        by_key.setdefault(r.key, {})[r.system] = tps
+    for row in rows:
+        key = f"{row['shape']}/{row['dtype']}/{row['compile']}"
+        pair = by_key[key]
+        ratio = pair["syllabus"] / pair["reference"] if len(pair) == 2 else None
+        if ratio is not None:
+            ratios[key] = round(ratio, 3)
+        print(f"{row['system']:10s} {row['shape']:8s} {row['dtype']:5s} {row['compile']:8s} "
+              f"{row['tokens_per_sec']:8,.0f} {row['mfu']:6.1%} {row['peak_mem_mb']:8.0f} "
+              f"{row['estimate_mem_mb']:7.0f} {row['data_wait']:9.2%} "
+              f"{(f'{ratio:.2f}x' if ratio and row['system'] == 'syllabus' else ''):>6s}")
+    print(json.dumps({"peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()}, "rows": rows,
+                      "ratios": ratios}))
+
+
+if __name__ == "__main__":
+    main()

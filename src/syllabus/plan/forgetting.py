@@ -1,0 +1,70 @@
+"""The forgetting gate: a trainer callback that compares watched domains with their own stage's end.
+
+Invariant kept: a domain is watched only once a stage that trained on it has finished (its reference
+perplexity is the value measured at that stage's end); the gate fires when the current perplexity is
+more than ``threshold`` times the reference, and every firing is logged as an ``event: forgetting`` record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from syllabus.config.plan import ForgettingSpec
+
+log = logging.getLogger("syllabus")
+
+
+class ForgettingGate:
+    def __init__(self, spec: ForgettingSpec, reference_ppl: dict[str, float], stage_weights: dict[str, float],
+                 events):
+        self.spec = spec
+        self.reference = {d: reference_ppl[d] for d in spec.domains if d in reference_ppl}
+        self.weights = dict(stage_weights)
+        self.events = events  # a MetricsLog-like object with .log(record)
+        self.firings = 0
+
+    def __call__(self, trainer, record: dict) -> None:
+        for domain, reference in self.reference.items():
+            loss = record.get(f"val_loss/{domain}")
+            if loss is None:
+                continue
+            ratio = math.exp(loss) / reference
+            if ratio <= self.spec.threshold:
+                continue
+            self.firings += 1
+            event = {"step": record["step"], "stage": trainer.stage, "event": "forgetting", "domain": domain,
+                     "ppl": math.exp(loss), "reference_ppl": reference, "ratio": ratio, "action": self.spec.action}
+            self._act(trainer, domain, event)
+            self.events.log(event)
+            log.warning("forgetting: %s perplexity %.2f is %.2fx its value at the end of its stage (%.2f); action: %s",
+                        domain, math.exp(loss), ratio, reference, self.spec.action)
+
+    def _act(self, trainer, domain: str, event: dict) -> None:
+        action = self.spec.action
+        if action == "reduce_lr":
+            trainer.lr_multiplier *= self.spec.lr_factor
+            event["lr_multiplier"] = trainer.lr_multiplier
+        elif action == "replay":
+            self.weights = raised_share(self.weights, domain, self.spec.replay_step)
+            trainer.batches.set_weights(self.weights)
+            event["weights"] = self.weights
+        elif action == "stop":
+            trainer.request_stop(f"forgetting of {domain}")
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights, "firings": self.firings}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights, self.firings = state["weights"], state["firings"]
+
+
+def raised_share(weights: dict[str, float], domain: str, step: float, cap: float = 0.5) -> dict[str, float]:
+    """``domain``'s share raised by ``step`` (at most to ``cap``), the others scaled down to keep the sum 1."""
+    current = weights.get(domain, 0.0)
+    target = min(cap, current + step) if current < cap else current
+    rest = 1.0 - current
+    scale = (1.0 - target) / rest if rest > 0 else 0.0
+    raised = {name: w * scale for name, w in weights.items() if name != domain}
+    raised[domain] = target
+    return raised

@@ -1,0 +1,200 @@
+"""``report.md`` and its plots, made from the run folder's own records (metrics.jsonl, run_state.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from syllabus.config.plan import PlanConfig  # noqa: E402
+
+
+def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
+    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() \
+        else []
+    order = [s.name for s in plan.stages]
+    offsets = _stage_offsets(records, order)
+    plots = {
+        "loss": _plot_loss(records, offsets, run_dir / "loss_by_stage.png"),
+        "ppl": _plot_val_ppl(records, offsets, run_dir / "val_perplexity.png"),
+        "mix": _plot_mix(records, order, run_dir / "data_mix.png"),
+        "speed": _plot_throughput(records, offsets, run_dir / "throughput.png"),
+    }
+    results = state.get("results", {})
+    lines = [f"# {plan.name}", "", f"Stages finished: {len(state.get('completed', []))} of {len(order)}.", ""]
+    lines += _forgetting_table(order, results, plan)
+    lines += _expectations(plan, results)
+    events = [r for r in records if r.get("event") == "forgetting"]
+    lines += ["## Forgetting gate", ""]
+    lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
+              f"its stage-end value; action {e['action']}" for e in events] or ["- never fired"]
+    lines.append("")
+    for title, name in (("Training loss by stage", "loss"), ("Validation perplexity per domain", "ppl"),
+                        ("Realized data mix per stage", "mix"), ("Throughput", "speed")):
+        if plots[name]:
+            lines += [f"## {title}", "", f"![{title}]({plots[name].name})", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _stage_offsets(records: list[dict], order: list[str]) -> dict[str, int]:
+    last = {}
+    for r in records:
+        if "loss" in r and "stage" in r:
+            last[r["stage"]] = max(last.get(r["stage"], 0), r["step"])
+    offsets, total = {}, 0
+    for name in order:
+        offsets[name] = total
+        total += last.get(name, 0)
+    return offsets
+
+
+def _forgetting_table(order: list[str], results: dict, plan: PlanConfig) -> list[str]:
+    domains = plan.evaluation.perplexity
+    if not domains or not results:
+        return []
+    lines = ["## Perplexity at the end of each stage", "",
+             "Each cell: held-out perplexity after the stage (row) on the domain (column); in brackets the ratio to "
+             "the value at the end of that domain's own stage (above 1 = forgotten).", "",
+             "| stage | " + " | ".join(domains) + " |", "|---" * (len(domains) + 1) + "|"]
+    own_end: dict[str, float] = {}
+    for name in order:
+        if name not in results:
+            continue
+        stage = next(s for s in plan.stages if s.name == name)
+        cells = []
+        for d in domains:
+            value = results[name].get(f"ppl/{d}")
+            if value is None:
+                cells.append("–")
+                continue
+            ratio = f" ({value / own_end[d]:.2f}×)" if d in own_end else ""
+            cells.append(f"{value:.2f}{ratio}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for d in stage.data:
+            if f"ppl/{d}" in results[name]:
+                own_end[d] = results[name][f"ppl/{d}"]
+    tasks = sorted({k for r in results.values() for k in r if not k.startswith("ppl/")})
+    if tasks:
+        lines += ["", "| stage | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+        for name in order:
+            if name in results:
+                lines.append(f"| {name} | " + " | ".join(f"{results[name].get(t, float('nan')):.3f}" for t in tasks)
+                             + " |")
+    return lines + [""]
+
+
+def _expectations(plan: PlanConfig, results: dict) -> list[str]:
+    lines = []
+    for stage in plan.stages:
+        if not stage.expect or stage.name not in results:
+            continue
+        for key, target in _flatten(stage.expect):
+            value = _lookup(results[stage.name], key)
+            verdict = "?" if value is None else "met" if _holds(value, target) else "missed"
+            shown = "n/a" if value is None else f"{value:.4g}"
+            lines.append(f"- {stage.name}: {key} {target} → {shown}: **{verdict}**")
+    return ["## Expectations", "", *lines, ""] if lines else []
+
+
+def _flatten(expect: dict, prefix: str = ""):
+    for key, value in expect.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", str(value)
+
+
+def _lookup(results: dict, key: str) -> float | None:
+    if key in results:
+        return results[key]
+    primary = [k for k in results if k.startswith(key + "/")]
+    return results[sorted(primary)[0]] if primary else None
+
+
+def _holds(value: float, target: str) -> bool:
+    match = re.fullmatch(r"\s*(<=|>=|<|>|==)\s*([-+0-9.eE]+)\s*", target)
+    if not match:
+        return False
+    op, bound = match.group(1), float(match.group(2))
+    return {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound,
+            "==": value == bound}[op]
+
+
+def _boundaries(ax, offsets: dict[str, int]) -> None:
+    for name, x in offsets.items():
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(name, (x, 1), xycoords=("data", "axes fraction"), fontsize=8, rotation=90, va="top")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _plot_loss(records, offsets, path) -> Path | None:
+    rows = [r for r in records if "loss" in r and "stage" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name in offsets:
+        pts = [(offsets[name] + r["step"], r["loss"]) for r in rows if r["stage"] == name]
+        if pts:
+            ax.plot(*zip(*pts), label=name)
+    ax.set(xlabel="step (whole run)", ylabel="training loss", title="Training loss by stage")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _plot_val_ppl(records, offsets, path) -> Path | None:
+    import math
+
+    rows = [r for r in records if any(k.startswith("val_loss/") for k in r) and "stage" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    domains = sorted({k.split("/", 1)[1] for r in rows for k in r if k.startswith("val_loss/")})
+    for d in domains:
+        pts = sorted((offsets.get(r["stage"], 0) + r["step"], math.exp(r[f"val_loss/{d}"]))
+                     for r in rows if f"val_loss/{d}" in r)
+        ax.plot(*zip(*pts), marker="o", markersize=3, label=d)
+    _boundaries(ax, offsets)
+    ax.set(xlabel="step (whole run)", ylabel="validation perplexity", yscale="log", title="Perplexity per domain")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _plot_mix(records, order, path) -> Path | None:
+    mixes = {r["stage"]: r["mix"] for r in records if r.get("event") == "data" and "stage" in r}
+    if not mixes:
+        return None
+    stages = [s for s in order if s in mixes]
+    sources = sorted({src for m in mixes.values() for src in m})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bottom = [0.0] * len(stages)
+    for src in sources:
+        shares = [mixes[s].get(src, {}).get("realized_share", 0.0) for s in stages]
+        ax.bar(stages, shares, bottom=bottom, label=src)
+        bottom = [b + v for b, v in zip(bottom, shares)]
+    ax.set(ylabel="share of tokens", title="Realized data mix per stage")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _plot_throughput(records, offsets, path) -> Path | None:
+    rows = [r for r in records if "tokens_per_sec" in r and "stage" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot([offsets.get(r["stage"], 0) + r["step"] for r in rows], [r["tokens_per_sec"] for r in rows])
+    _boundaries(ax, offsets)
+    ax.set(xlabel="step (whole run)", ylabel="tokens / s", title="Throughput")
+    return _save(fig, path)

@@ -1,0 +1,254 @@
+"""``run_plan``: train through every stage of a plan, each from the last, evaluating between them.
+
+The only place that knows about more than one stage. Each stage is a ``Trainer`` run with its own
+checkpoint folder (``stages/<n>-<name>/checkpoints``); the run folder also holds the resolved plan,
+``run_state.json``, ``metrics.jsonl`` (with ``stage``), ``evals.jsonl`` and the report. Running again on
+the same folder continues exactly: a finished stage is skipped, a started one resumes from its newest
+valid checkpoint, and the next one starts from the previous stage's final weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import yaml
+
+from syllabus.config.errors import ConfigError
+from syllabus.config.load import load_config
+from syllabus.config.plan import PlanConfig
+from syllabus.data import add_special_tokens, epoch_tokens, iter_eval_batches, load_tokenizer, open_batches
+from syllabus.model import Transformer
+from syllabus.plan.describe import describe_plan
+from syllabus.plan.forgetting import ForgettingGate
+from syllabus.plan.run_state import RunState
+from syllabus.plan.stages import grow_embeddings, stage_phases, stage_steps, stage_weights
+from syllabus.train import checkpoint as ckpt
+from syllabus.train.distributed import DistContext
+from syllabus.train.metrics import MetricsLog
+from syllabus.train.pretrain import padded_vocab_size
+from syllabus.train.run_lock import RunLock
+from syllabus.train.stops import StopRequest
+from syllabus.train.trainer import Trainer
+
+log = logging.getLogger("syllabus")
+
+
+def load_plan(path: str | Path, overrides: list[str] | None = None) -> PlanConfig:
+    return load_config(PlanConfig, path, overrides)
+
+
+def stage_dir(run_dir: Path, index: int, plan: PlanConfig) -> Path:
+    return run_dir / "stages" / f"{index + 1}-{plan.stages[index].name}"
+
+
+def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None = None) -> dict:
+    """Train ``plan`` in ``run_dir``; returns a summary (``status``: finished, paused or stopped)."""
+    run_dir = Path(run_dir)
+    if pause_after is not None and pause_after not in {s.name for s in plan.stages}:
+        raise ConfigError(f"--pause-after: '{pause_after}' is not a stage ({', '.join(s.name for s in plan.stages)})")
+    dist = DistContext.from_env(plan.defaults.get("device", "auto"))
+    with StopRequest() as stop, RunLock(run_dir, enabled=dist.is_main):
+        state = RunState.load(run_dir)
+        stage_dicts = [s.model_dump(by_alias=True) for s in plan.stages]
+        state.check_frozen(stage_dicts)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "plan.yaml").write_text(yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False))
+        base_tokenizer = plan_tokenizer(plan, run_dir, dist)
+        epochs = {name: epoch_tokens(path, base_tokenizer) for name, path in plan.sources.items()
+                  if any(s.budget.epochs and name in s.data for s in plan.stages)}
+        steps = [stage_steps(s, stage_phases(s, plan.training_config(i), 1)[0].tokens_per_step, epochs)
+                 for i, s in enumerate(plan.stages)]
+        if dist.is_main:
+            print(describe_plan(plan, steps, epochs))
+        defaults = plan.training_config(0)
+        metrics = MetricsLog(run_dir, use_tensorboard=defaults.use_tensorboard, use_wandb=defaults.use_wandb,
+                             wandb_project=defaults.wandb_project, wandb_mode=defaults.wandb_mode,
+                             run_name=plan.name) if dist.is_main else None
+        evals = MetricsLog(run_dir, filename="evals.jsonl") if dist.is_main else None
+        try:
+            for index, stage in enumerate(plan.stages):
+                if stage.name in state.completed:
+                    continue
+                state.started.setdefault(stage.name, stage_dicts[index])
+                state.save(run_dir)
+                outcome = _run_stage(plan, index, steps[index], run_dir, state, base_tokenizer, dist, stop,
+                                     metrics, evals)
+                if outcome != "finished":
+                    return {"status": outcome, "stage": stage.name, "run_dir": str(run_dir)}
+                state.completed.append(stage.name)
+                state.save(run_dir)
+                if stage.pause or pause_after == stage.name:
+                    _write_report(plan, run_dir, state)
+                    log.info("paused after stage '%s' as asked; edit later stages if you like, then run again",
+                             stage.name)
+                    return {"status": "paused", "stage": stage.name, "run_dir": str(run_dir)}
+            report = _write_report(plan, run_dir, state)
+            return {"status": "finished", "run_dir": str(run_dir), "report": str(report)}
+        finally:
+            for sink in (metrics, evals):
+                if sink is not None:
+                    sink.close()
+
+
+def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, state: RunState, base_tokenizer,
+               dist: DistContext, stop: StopRequest, metrics, evals) -> str:
+    stage = plan.stages[index]
+    folder = stage_dir(run_dir, index, plan)
+    config = plan.training_config(index, max_steps).model_copy(update={
+        "out_dir": str(folder), "eval_interval": plan.stages[index].overrides.get("eval_interval",
+                                                                                 plan.evaluation.every),
+        "eval_batches": plan.evaluation.batches})
+    tokenizer, new_ids = stage_tokenizer(plan, index, base_tokenizer)
+    resume_from = ckpt.latest_valid_checkpoint(folder / "checkpoints")
+    torch.manual_seed(config.seed)  # the same start whether this process ran the previous stage or not
+    model = _stage_model(plan, index, run_dir, config, tokenizer, new_ids, resume_from)
+    weights = stage_weights(plan, index)
+    batches = open_batches({s: plan.sources[s] for s in weights}, weights, tokenizer, seed=config.seed,
+                           rank=dist.rank, world_size=dist.world_size, doc_attention=config.doc_attention,
+                           num_workers=config.num_workers)
+    eval_seq = min(plan.training_config(0).max_seq_length, model.config.max_position_embeddings)
+    eval_batches = {d: (lambda d=d: iter_eval_batches(plan.sources[d], tokenizer, seq_len=eval_seq,
+                                                      batch_size=config.micro_batch_size,
+                                                      max_batches=plan.evaluation.batches))
+                    for d in plan.evaluation.perplexity}
+    gate = ForgettingGate(plan.forgetting, state.reference_ppl, weights, metrics or _NoLog())
+    trainer = Trainer(config, model, tokenizer, batches, out_dir=run_dir, checkpoint_dir=folder / "checkpoints",
+                      eval_batches=eval_batches, phases=stage_phases(stage, config, max_steps), stage=stage.name,
+                      dist=dist, metrics=metrics or _NoLog(), callbacks=[gate], extra_state=gate.state_dict,
+                      stop=stop)
+    if resume_from is not None:
+        extra = trainer.restore(resume_from)
+        if extra:
+            gate.load_state_dict(extra)
+    elif stage.optimizer == "continue" and index > 0:
+        _carry_optimizer(trainer, stage_dir(run_dir, index - 1, plan))
+    log.info("stage %d/%d '%s': %d steps", index + 1, len(plan.stages), stage.name, max_steps)
+    if metrics is not None and resume_from is None:
+        metrics.log({"step": 0, "stage": stage.name, "event": "stage_start", "new_token_ids": new_ids,
+                     **getattr(model, "init_record", {})})
+    result = trainer.train()
+    if result.stopped_by is not None:
+        log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
+                    result.stopped_by)
+        return "stopped"
+    results = _end_of_stage_evaluation(plan, index, trainer, tokenizer, result.last_val)
+    state.results[stage.name] = results
+    for domain in stage.data:
+        if f"ppl/{domain}" in results:
+            state.reference_ppl[domain] = results[f"ppl/{domain}"]
+    if evals is not None:
+        evals.log({"stage": stage.name, "stage_index": index, "step": result.step,
+                   "tokens_seen": result.tokens_seen, **results})
+        metrics.log({"step": result.step, "stage": stage.name, "event": "stage_end", **results})
+    return "finished"
+
+
+def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
+    """The run's base tokenizer: given, or trained once on the plan's sources and kept in the run folder."""
+    from syllabus.data import save_tokenizer, train_tokenizer
+    from syllabus.data.tokenizer import training_sample
+
+    if plan.tokenizer.path:
+        return load_tokenizer(plan.tokenizer.path)
+    path = run_dir / "tokenizer.json"
+    if not path.exists() and dist.is_main:
+        names = plan.tokenizer.train_on or list(plan.sources)
+        log.info("training a %d-token BPE tokenizer on %s", plan.tokenizer.vocab_size, ", ".join(names))
+        texts = training_sample([plan.sources[name] for name in names])
+        save_tokenizer(train_tokenizer(texts, plan.tokenizer.vocab_size), path)
+    dist.barrier()
+    return load_tokenizer(path)
+
+
+def stage_tokenizer(plan: PlanConfig, index: int, base_tokenizer):
+    """The base tokenizer plus the special tokens of stages 0..index, and the ids stage ``index`` adds."""
+    tokenizer = load_tokenizer_from_str(base_tokenizer.to_str())
+    new_ids: list[int] = []
+    for i in range(index + 1):
+        tokens = plan.stages[i].special_tokens
+        if tokens:
+            ids = add_special_tokens(tokenizer, tokens)
+            if i == index:
+                new_ids = ids
+    return tokenizer, new_ids
+
+
+def load_tokenizer_from_str(text: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
+
+
+def _stage_model(plan, index, run_dir, config, tokenizer, new_ids, resume_from) -> Transformer:
+    vocab = padded_vocab_size(tokenizer.get_vocab_size())
+    if resume_from is not None:  # mid-stage: the checkpoint's shape; weights are loaded by Trainer.restore
+        shape = json.loads((resume_from / "model_config.json").read_text())
+        return Transformer(type(config.model_shape())(**shape))
+    if index == 0:
+        return Transformer(config.model_shape(vocab_size=vocab))
+    previous = stage_dir(run_dir, index - 1, plan) / "checkpoints" / "final"
+    problem = ckpt.verify_checkpoint(previous)
+    if problem:
+        raise ckpt.CheckpointError(f"stage '{plan.stages[index - 1].name}' has no usable final checkpoint "
+                                   f"({problem})")
+    shape = json.loads((previous / "model_config.json").read_text())
+    model = Transformer(type(config.model_shape())(**shape))
+    weights = ckpt.load_model_state(previous)
+    ckpt.load_weights(model, weights)
+    model.init_record = {"init_from": str(previous), "init_sha256": weights_digest(weights)}
+    grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=config.seed)
+    return model
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's bytes, in name order: the identity of a set of weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _carry_optimizer(trainer: Trainer, previous_dir: Path) -> None:
+    state = ckpt.load_trainer_state(previous_dir / "checkpoints" / "final")
+    try:
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, RuntimeError) as err:
+        log.warning("optimizer state of the previous stage does not fit (%s); starting it fresh", err)
+
+
+def _end_of_stage_evaluation(plan: PlanConfig, index: int, trainer: Trainer, tokenizer, last_val: dict) -> dict:
+    results = {}
+    for key, value in last_val.items():
+        if key.startswith("val_loss/"):
+            domain = key.split("/", 1)[1]
+            results[f"ppl/{domain}"] = math.exp(value)
+    if plan.evaluation.tasks:
+        from syllabus.evaluate import run_tasks
+
+        scores = run_tasks(trainer.raw_model, tokenizer, plan.evaluation.tasks, limit=plan.evaluation.limit)
+        results.update({k: v for k, v in scores.items() if not k.endswith(("/n", "/seconds"))})
+    trainer.raw_model.train()
+    return results
+
+
+def _write_report(plan: PlanConfig, run_dir: Path, state: RunState) -> Path:
+    from syllabus.plan.report import write_report
+
+    return write_report(plan, run_dir, asdict(state))
+
+
+class _NoLog:
+    """Stands in for the metrics sink on ranks other than 0."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

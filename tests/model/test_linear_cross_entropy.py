@@ -1,0 +1,67 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from syllabus.config.model import model_config_for
+from syllabus.model import Transformer
+from syllabus.model.transformer import _LinearCrossEntropy, linear_cross_entropy
+
+
+def _reference(x, weight, labels):
+    return F.cross_entropy((x @ weight.T).float(), labels, ignore_index=-100)
+
+
+@pytest.mark.parametrize("vocab", [96, 5000])
+def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
+    monkeypatch.setattr(_LinearCrossEntropy, "CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
+    torch.manual_seed(0)
+    x = torch.randn(700, 48, dtype=torch.float64).float().requires_grad_()
+    weight = (0.1 * torch.randn(vocab, 48)).requires_grad_()
+    labels = torch.randint(0, vocab, (700,))
+    labels[::7] = -100
+    losses, grads = [], []
+    for fn in (_reference, linear_cross_entropy):
+        loss = fn(x, weight, labels)
+        (3.0 * loss).backward()  # a non-unit upstream gradient
+        losses.append(loss.detach())
+        grads.append((x.grad.clone(), weight.grad.clone()))
+        x.grad = weight.grad = None
+    assert torch.allclose(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    for ref, ours in zip(grads[0], grads[1]):
+        assert torch.allclose(ref, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(monkeypatch):
+    monkeypatch.setattr(_LinearCrossEntropy, "CHUNK_ELEMENTS", 1)  # 256-row chunks
+    torch.manual_seed(0)
+    config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=160, max_position_embeddings=128)
+    model = Transformer(config)
+    ids = torch.randint(0, 512, (4, 100))
+    labels = ids.roll(-1, 1)
+    labels[:, -5:] = -100
+    full = F.cross_entropy(model(ids).float().view(-1, 512), labels.reshape(-1), ignore_index=-100)
+    full.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss = model(ids, labels)
+    loss.backward()
+    assert torch.allclose(loss, full, atol=1e-5)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[n], atol=1e-5), n
+
+
+def test_no_grad_loss_matches_and_bf16_autocast_is_close():
+    torch.manual_seed(0)
+    x, weight = torch.randn(300, 32), 0.1 * torch.randn(1000, 32)
+    labels = torch.randint(0, 1000, (300,))
+    with torch.no_grad():
+        assert torch.allclose(linear_cross_entropy(x, weight, labels), _reference(x, weight, labels), atol=1e-5)
+    xg, wg = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = linear_cross_entropy(xg, wg, labels)
+        ref = F.cross_entropy((xg @ wg.T).float(), labels)
+    assert ours.dtype == torch.float32
+    assert torch.allclose(ours, ref, atol=1e-2)
+    ours.backward()
+    assert wg.grad.dtype == torch.float32 and torch.isfinite(wg.grad).all()
