@@ -89,3 +89,11 @@ def test_broken_lines_prepare_then_train(messy_data, code_tokenizer, tmp_path):
     assert "skipped" in (out.stdout + out.stderr).lower()
     run(pretrain_argv(shards, code_tokenizer, tmp_path / "run", "--max-steps", "5"))
     assert len(step_losses(tmp_path / "run")) == 5
+
+
+def test_tensorboard_and_offline_wandb_write_their_logs(code_corpus, code_tokenizer, tmp_path):
+    pytest.importorskip("wandb")
+    run(pretrain_argv(code_corpus, code_tokenizer, tmp_path, "--max-steps", "3", "--use-tensorboard",
+                      "--use-wandb"))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
