@@ -52,7 +52,15 @@ def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None =
     run_dir = Path(run_dir)
     if pause_after is not None and pause_after not in {s.name for s in plan.stages}:
         raise ConfigError(f"--pause-after: '{pause_after}' is not a stage ({', '.join(s.name for s in plan.stages)})")
-    dist = DistContext.from_env(plan.defaults.get("device", "auto"))
+    defaults = plan.training_config(0)
+    dist = DistContext.from_env(defaults.device, defaults.strategy, defaults.dist_timeout_seconds)
+    try:
+        return _run_stages(plan, run_dir, pause_after, dist)
+    finally:
+        dist.close()
+
+
+def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: DistContext) -> dict:
     with StopRequest() as stop, RunLock(run_dir, enabled=dist.is_main):
         state = RunState.load(run_dir)
         stage_dicts = [s.model_dump(by_alias=True) for s in plan.stages]
