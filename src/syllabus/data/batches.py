@@ -1,0 +1,121 @@
+"""The trainer's door: :func:`open_batches`, :func:`iter_eval_batches`, :func:`epoch_tokens`.
+
+Global order: every call ``next_batch(B, T)`` consumes the next ``world_size * B`` rows of one
+global sequence of rows (each ``T + 1`` tokens, drawn by :class:`MixedDomainDataset`); rank ``r``
+keeps rows ``[r*B, (r+1)*B)`` and skips the others. The global sequence depends only on the seed,
+the sources, the weights and the sequence of ``(B * world_size, T)`` requests, never on the rank
+count or the workers, so a checkpoint taken with 8 ranks resumes on 2 (with B scaled so that the
+global batch is the same, rows continue exactly).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from syllabus.data.mixture import MixedDomainDataset
+from syllabus.data.packing import rows_to_batch
+from syllabus.data.shard_stream import ShardRowStream
+from syllabus.data.shards import ShardSet, shard_folder
+from syllabus.data.text_stream import TextStreamDataset
+from syllabus.data.tokenizer import as_tokenizer, eos_id, tokenizer_fingerprint
+
+
+def source_seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0xFFFFFFFF
+
+
+def open_source(path: str, tokenizer, *, split: str = "train", seed: int = 0, shuffle: bool = True,
+                num_workers: int = 0, text_field: str = "text"):
+    """A row stream for one source: prepared shards (memmap) or raw files (tokenized on the fly)."""
+    folder = shard_folder(path, split) if not str(path).startswith("hf:") else None
+    if folder is not None:
+        shards = ShardSet(folder)
+        shards.check_tokenizer(tokenizer_fingerprint(tokenizer))
+        return ShardRowStream(shards, seed=seed, shuffle=shuffle)
+    return TextStreamDataset(path, tokenizer, split=split, shuffle=shuffle, seed=seed,
+                             num_workers=num_workers, text_field=text_field)
+
+
+class Batches:
+    """Batches of one rank from a mixture; see the module docstring for the order invariant."""
+
+    def __init__(self, mixture: MixedDomainDataset, *, eos: int, rank: int = 0, world_size: int = 1,
+                 doc_attention: bool = False):
+        if not 0 <= rank < world_size:
+            from syllabus.config.errors import ConfigError
+
+            raise ConfigError(f"rank: must be in [0, {world_size}), got {rank}")
+        self.mixture, self.eos = mixture, eos
+        self.rank, self.world_size, self.doc_attention = rank, world_size, doc_attention
+
+    def next_batch(self, micro_batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+        lo, hi = self.rank * micro_batch_size, (self.rank + 1) * micro_batch_size
+        rows = []
+        for g in range(self.world_size * micro_batch_size):
+            row = self.mixture.next_row(seq_len + 1, keep=lo <= g < hi)
+            if row is not None:
+                rows.append(row)
+        return rows_to_batch(rows, eos_id=self.eos, doc_attention=self.doc_attention)
+
+    def state_dict(self) -> dict:
+        return {"version": 1, "mixture": self.mixture.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mixture.load_state_dict(state["mixture"])
+
+    def mix_report(self) -> dict[str, dict]:
+        return self.mixture.mix_report()
+
+    def skipped(self) -> dict[str, dict[str, int]]:
+        return self.mixture.skipped()
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        self.mixture.set_weights(weights)
+
+    def close(self) -> None:
+        for stream in self.mixture.streams.values():
+            getattr(stream, "close", lambda: None)()
+
+
+def open_batches(sources: dict[str, str], weights: dict[str, float], tokenizer, *, split: str = "train",
+                 seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
+                 doc_attention: bool = False, num_workers: int = 0,
+                 max_epochs: dict[str, float] | None = None) -> Batches:
+    """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`)."""
+    tok = as_tokenizer(tokenizer)
+    streams = {name: open_source(path, tok, split=split, seed=source_seed(seed, name), shuffle=shuffle,
+                                 num_workers=num_workers)
+               for name, path in sources.items()}
+    mixture = MixedDomainDataset(streams, weights, max_epochs=max_epochs)
+    return Batches(mixture, eos=eos_id(tok), rank=rank, world_size=world_size, doc_attention=doc_attention)
+
+
+def iter_eval_batches(path: str, tokenizer, *, seq_len: int, batch_size: int, max_batches: int | None = None,
+                      split: str = "val") -> Iterator[dict[str, torch.Tensor]]:
+    """Deterministic, unshuffled packed batches over one pass of a source's ``split`` (the last
+    batch may hold fewer rows; a tail shorter than one row is dropped)."""
+    tok = as_tokenizer(tokenizer)
+    stream = open_source(path, tok, split=split, shuffle=False)
+    total = epoch_tokens_of(stream)
+    rows_left = total // (seq_len + 1)
+    produced = 0
+    while rows_left > 0 and (max_batches is None or produced < max_batches):
+        n = min(batch_size, rows_left)
+        yield rows_to_batch([stream.read_row(seq_len + 1) for _ in range(n)], eos_id=eos_id(tok))
+        rows_left -= n
+        produced += 1
+
+
+def epoch_tokens_of(stream) -> int:
+    return stream.epoch_tokens if isinstance(stream, ShardRowStream) else stream.count_epoch_tokens()
+
+
+def epoch_tokens(path: str | Path, tokenizer, split: str = "train") -> int:
+    """Tokens (EOS included) in one epoch of a source: from the header for shards; raw sources are
+    tokenized once."""
+    tok = as_tokenizer(tokenizer)
+    return epoch_tokens_of(open_source(str(path), tok, split=split, shuffle=False))

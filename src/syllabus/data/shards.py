@@ -1,0 +1,137 @@
+"""Token shards on disk: flat token memmaps, a document index, and a small JSON header.
+
+Layout of one split folder (``OUT/train/`` or ``OUT/val/``)::
+
+    header.json        {"format": "syllabus-shards/1", "dtype": "uint16", "tokenizer_fingerprint": ...,
+                        "num_docs": N, "num_tokens": T, "eos_id": 0, "shards": [...], "skipped": {...}}
+    tokens-00000.bin   the token ids of many documents, each followed by EOS (raw numpy array)
+    docs-00000.npy     int64 offsets into that .bin: document i is tokens[docs[i]:docs[i+1]]
+
+``uint16`` is used when every id fits (vocabulary <= 65536), else ``uint32``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from syllabus.config.errors import ConfigError
+
+FORMAT = "syllabus-shards/1"
+SHARD_TOKENS = 256 << 20  # start a new .bin after this many tokens
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def is_shard_folder(path: str | Path) -> bool:
+    return (Path(path) / "header.json").is_file()
+
+
+def shard_folder(path: str | Path, split: str) -> Path | None:
+    """The prepared split folder for a source path, or None when the path is not prepared shards."""
+    path = Path(path)
+    if is_shard_folder(path / split):
+        return path / split
+    if is_shard_folder(path):
+        return path
+    return None
+
+
+class ShardWriter:
+    """Append tokenized documents (EOS already included) to a split folder; ``close`` writes the header."""
+
+    def __init__(self, folder: str | Path, *, dtype: np.dtype, meta: dict):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in list(self.folder.glob("tokens-*.bin")) + list(self.folder.glob("docs-*.npy")):
+            old.unlink()
+        self.dtype = np.dtype(dtype)
+        self.meta = dict(meta)
+        self.shards: list[dict] = []
+        self._file = None
+        self._offsets: list[int] = []
+        self.num_docs = 0
+        self.num_tokens = 0
+
+    def add(self, tokens: np.ndarray) -> None:
+        if self._file is None or self._offsets[-1] >= SHARD_TOKENS:
+            self._finish_shard()
+            name = f"tokens-{len(self.shards):05d}.bin"
+            self._file = open(self.folder / name, "wb")
+            self._offsets = [0]
+            self.shards.append({"tokens": name, "docs": name.replace("tokens", "docs").replace(".bin", ".npy")})
+        self._file.write(np.asarray(tokens, dtype=self.dtype).tobytes())
+        self._offsets.append(self._offsets[-1] + len(tokens))
+        self.num_docs += 1
+        self.num_tokens += len(tokens)
+
+    def _finish_shard(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        shard = self.shards[-1]
+        np.save(self.folder / shard["docs"], np.asarray(self._offsets, dtype=np.int64))
+        shard.update(num_docs=len(self._offsets) - 1, num_tokens=self._offsets[-1])
+        self._file = None
+
+    def close(self) -> dict:
+        self._finish_shard()
+        header = {"format": FORMAT, "dtype": self.dtype.name, "num_docs": self.num_docs,
+                  "num_tokens": self.num_tokens, "shards": self.shards, **self.meta}
+        tmp = self.folder / "header.json.tmp"
+        tmp.write_text(json.dumps(header, indent=2))
+        os.replace(tmp, self.folder / "header.json")
+        return header
+
+
+class ShardSet:
+    """Read-only view of a split folder: documents by global index, random access, memmapped."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        try:
+            self.header = json.loads((self.folder / "header.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"data source: cannot read {self.folder / 'header.json'}: {err}") from err
+        if self.header.get("format") != FORMAT:
+            raise ConfigError(f"data source: {self.folder} is not a {FORMAT} folder")
+        dtype = np.dtype(self.header["dtype"])
+        self.tokens: list[np.ndarray] = []
+        starts, lengths, shard_of = [], [], []
+        for i, shard in enumerate(self.header["shards"]):
+            path = self.folder / shard["tokens"]
+            size = path.stat().st_size // dtype.itemsize
+            self.tokens.append(np.memmap(path, dtype=dtype, mode="r", shape=(size,)) if size else np.zeros(0, dtype))
+            offsets = np.load(self.folder / shard["docs"])
+            starts.append(offsets[:-1])
+            lengths.append(np.diff(offsets))
+            shard_of.append(np.full(len(offsets) - 1, i, dtype=np.int32))
+        self.doc_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        self.doc_len = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        self.doc_shard = np.concatenate(shard_of) if shard_of else np.zeros(0, np.int32)
+        self.num_tokens = int(self.doc_len.sum())
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_len)
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.header.get("tokenizer_fingerprint")
+
+    def check_tokenizer(self, fingerprint: str) -> None:
+        if self.fingerprint and self.fingerprint != fingerprint:
+            raise ConfigError(
+                f"data source {self.folder}: prepared with tokenizer {self.fingerprint}, "
+                f"but the run uses tokenizer {fingerprint}; prepare it again with this tokenizer"
+            )
+
+    def doc_slice(self, doc: int, start: int, stop: int) -> np.ndarray:
+        """Tokens ``[start, stop)`` of document ``doc``."""
+        base = self.doc_start[doc]
+        return self.tokens[self.doc_shard[doc]][base + start: base + stop]

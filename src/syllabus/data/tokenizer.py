@@ -1,0 +1,136 @@
+"""Byte-level BPE tokenizer: train on the user's text, save, load, fingerprint, grow.
+
+Invariants kept here:
+- digits are split one per token (``Digits(individual_digits=True)`` before ``ByteLevel``), so
+  "342 + 567 = 909" keeps its place-value structure;
+- ``decode(encode(s)) == s`` for any text (byte-level pre-tokenizer and decoder, no prefix space,
+  no normalizer);
+- ``EOS`` has id 0 and ``PAD`` id 1 in tokenizers trained here; no BOS is added automatically;
+- :func:`add_special_tokens` appends new ids at the end, so existing ids (and embeddings) stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from syllabus.config.errors import ConfigError
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+
+# Names under which existing tokenizers (GPT-2, LLaMA, BERT-style, ...) keep their end token.
+EOS_NAMES = (EOS, "</s>", "<eos>", "[EOS]", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "[SEP]")
+PAD_NAMES = (PAD, "<pad>", "[PAD]", "<|padding|>")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Train a byte-level BPE tokenizer with ``vocab_size`` entries (special tokens included)."""
+    if vocab_size < 256 + 2:
+        raise ConfigError(f"vocab_size: must be at least 258 (256 bytes + EOS + PAD), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
+    """Write ``tokenizer.json`` (``path`` may be the file or a folder to put it in)."""
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path / "tokenizer.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return path
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a ``tokenizer.json`` (ours or any other, e.g. GPT-2's); it must have an end-of-text token."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"tokenizer: file not found: {path}")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # the Rust side raises a plain Exception with its own message
+        raise ConfigError(f"tokenizer: cannot read {path}: {err}") from err
+    if _first_id(tok, EOS_NAMES) is None:
+        raise ConfigError(f"tokenizer: {path} has no end-of-text token (looked for {', '.join(EOS_NAMES)})")
+    return tok
+
+
+def as_tokenizer(tokenizer: Tokenizer | str | Path) -> Tokenizer:
+    """Accept a loaded tokenizer or a path to one."""
+    return tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+
+
+def _first_id(tok: Tokenizer, names: Iterable[str]) -> int | None:
+    for name in names:
+        token_id = tok.token_to_id(name)
+        if token_id is not None:
+            return token_id
+    return None
+
+
+def eos_id(tok: Tokenizer) -> int:
+    token_id = _first_id(tok, EOS_NAMES)
+    if token_id is None:
+        raise ConfigError(f"tokenizer has no end-of-text token (looked for {', '.join(EOS_NAMES)})")
+    return token_id
+
+
+def pad_id(tok: Tokenizer) -> int:
+    """The padding id; tokenizers without one (GPT-2) pad with EOS (padding is masked anyway)."""
+    token_id = _first_id(tok, PAD_NAMES)
+    return eos_id(tok) if token_id is None else token_id
+
+
+def vocab_size(tok: Tokenizer) -> int:
+    return tok.get_vocab_size(with_added_tokens=True)
+
+
+def tokenizer_fingerprint(tok: Tokenizer) -> str:
+    """A stable hash of everything that decides token ids (model, pre-tokenizer, added tokens)."""
+    canonical = json.dumps(json.loads(tok.to_str()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def add_special_tokens(tok: Tokenizer, tokens: list[str]) -> list[int]:
+    """Add ``tokens`` as single special tokens with new ids at the end; return their ids."""
+    existing = [t for t in tokens if tok.token_to_id(t) is not None]
+    repeated = sorted({t for t in tokens if tokens.count(t) > 1})
+    if existing or repeated:
+        problems = [f"special token {t!r} already exists in the tokenizer" for t in existing]
+        problems += [f"special token {t!r} is listed more than once" for t in repeated]
+        raise ConfigError(problems)
+    tok.add_special_tokens(tokens)
+    return [tok.token_to_id(t) for t in tokens]
+
+
+def training_sample(paths: list[str], max_chars: int = 20_000_000) -> Iterator[str]:
+    """Documents of the sources' training splits, about ``max_chars`` in all, shared evenly between them."""
+    from syllabus.data.sources import files_for_split, read_documents, resolve_files
+
+    budget = max_chars // max(1, len(paths))
+    for path in paths:
+        files, _ = files_for_split(resolve_files(path), "train")
+        used = 0
+        for text in (text for file in files for text in read_documents(file)):
+            if used >= budget:
+                break
+            used += len(text)
+            yield text
