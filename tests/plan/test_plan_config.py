@@ -51,6 +51,7 @@ def test_good_plan_is_accepted():
     ("stages.0.overrides", {"weight_decay": -1}, "stages.0.weight_decay: Input should be greater than or equal to 0"),
     ("stages.0.overrides", {"learning_rate": 1.0}, "stages.0.overrides.learning_rate: set by the plan itself"),
     ("forgetting", {"watch": "poetry"}, "forgetting.watch: 'poetry' is not a source"),
+    ("evaluation", {"tasks": ["hellaswag", "squad"]}, "evaluation.tasks: 'squad' is not a task"),
     ("forgetting", {"action": "panic"}, "forgetting.action: Input should be 'warn', 'reduce_lr', 'replay' or 'stop'"),
 ])
 def test_each_invalid_plan_gives_one_line(path, value, expected):
@@ -79,3 +80,10 @@ def test_cli_exits_2_with_one_line_per_problem(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_plan_knows_the_same_tasks_as_the_evaluator():
+    from syllabus.config.plan import BENCHMARK_TASKS
+    from syllabus.evaluate.tasks import TASKS
+
+    assert set(BENCHMARK_TASKS) == set(TASKS)

@@ -19,6 +19,8 @@ PLAN_OWNED = {"data_dir", "data_sources", "data_mix_weights", "tokenizer", "voca
               "resume", "max_steps", "learning_rate", "min_learning_rate", "warmup_steps", "lr_schedule",
               "model_config_name", "model"}
 RESERVED_TOKENS = {"<|endoftext|>", "<|pad|>"}
+# Benchmark tasks `syllabus.evaluate` runs (checked here, at the door, without importing it).
+BENCHMARK_TASKS = ("hellaswag", "arc", "arc_challenge", "mmlu", "gsm8k", "humaneval", "arithmetic")
 
 
 class _Strict(BaseModel):
@@ -159,6 +161,9 @@ class PlanConfig(_Strict):
                 tokens_so_far.add(token)
             seen_stages[stage.name] = set(stage.data)
             used_sources |= set(stage.data)
+        for task in self.evaluation.tasks:
+            if task not in BENCHMARK_TASKS:
+                found.append(f"evaluation.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)})")
         for field, names in (("evaluation.perplexity", self.evaluation.perplexity),
                              ("forgetting.watch", self.forgetting.domains),
                              ("tokenizer.train_on", self.tokenizer.train_on or [])):
