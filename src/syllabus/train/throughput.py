@@ -47,3 +47,19 @@ def _measure_matmul(dtype: torch.dtype, device: str, size: int, seconds: float) 
 
 def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float) -> float:
     return flops_per_token * tokens_per_sec / peak_flops if peak_flops > 0 else 0.0
+
+
+class PeakEstimate:
+    """The matmul peak a run's MFU is measured against. Measured once; measured again whenever an MFU comes
+    out above 1 (the first reading was taken while the machine was busy). It only ever rises."""
+
+    def __init__(self, dtype: torch.dtype, device: str):
+        self.dtype, self.device = dtype, device
+        self.flops = matmul_peak_flops(dtype, device)
+
+    def mfu(self, flops_per_token: float, tokens_per_sec: float) -> float:
+        value = mfu(flops_per_token, tokens_per_sec, self.flops)
+        if value > 1.0:
+            self.flops = max(self.flops, matmul_peak_flops.__wrapped__(self.dtype, self.device))
+            value = mfu(flops_per_token, tokens_per_sec, self.flops)
+        return value

@@ -24,7 +24,7 @@ from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, Progress
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
-from syllabus.train.throughput import matmul_peak_flops, mfu
+from syllabus.train.throughput import PeakEstimate
 
 log = logging.getLogger("syllabus")
 
@@ -159,7 +159,7 @@ class Trainer:
         owns_handlers = not self.stop.installed
         self.stop.install()
         progress = Progress(cfg.max_steps, self.step, self.stage or "train") if self.dist.is_main else None
-        peak = matmul_peak_flops(self.amp_dtype, self.dist.device.type) if self.dist.is_main else 0.0
+        peak = PeakEstimate(self.amp_dtype, self.dist.device.type) if self.dist.is_main else None
         window = _Window()
         last_path = None
         try:
@@ -261,14 +261,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
 
-    def _log_step(self, loss, grad_norm, lr, phase: Phase, window: "_Window", peak: float, progress) -> None:
+    def _log_step(self, loss, grad_norm, lr, phase: Phase, window: "_Window", peak: PeakEstimate, progress) -> None:
         if not self.dist.is_main:
             return
         tokens_per_sec = window.tokens / max(window.step_seconds, 1e-9)
         record = {
             "step": self.step, "loss": float(loss), "lr": lr, "grad_norm": float(grad_norm),
             "tokens_seen": self.tokens_seen, "tokens_per_sec": tokens_per_sec,
-            "mfu": mfu(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec, peak),
+            "mfu": peak.mfu(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec),
             "seq_len": phase.seq_len, "tokens_per_step": phase.tokens_per_step * self.dist.world_size,
             "data_wait": window.data_seconds / max(window.step_seconds, 1e-9),
             "nonfinite_skips": self.nonfinite_skips, "time": time.time(),
