@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from syllabus.config.errors import ConfigError
+    from syllabus.train.stops import RunHalted
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"syllabus {args.command}: {err}", file=sys.stderr)
         return 2
+    except RunHalted as err:  # the run stopped itself for a stated reason; its newest checkpoint is intact
+        print(f"syllabus {args.command}: stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -88,7 +88,18 @@ class PreTrainingConfig(BaseModel):
     wandb_project: str = "syllabus"
     wandb_mode: Literal["online", "offline"] = Field("offline", description="offline works without network")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_nonfinite_skips: int = Field(10, ge=1, description="consecutive NaN/inf steps before the run stops")
+
+    # --- faults (see docs/reliability.md)
+    max_nonfinite_skips: int = Field(10, ge=1, description="consecutive NaN/inf steps (each skipped) before "
+                                                           "on_nonfinite acts")
+    on_nonfinite: Literal["rollback", "stop"] = Field(
+        "rollback", description="after max_nonfinite_skips: reload the newest valid checkpoint and lower the LR "
+                                "(rollback), or stop the run (stop)")
+    rollback_lr_factor: float = Field(0.5, gt=0, le=1, description="rollback: multiply the LR by this")
+    max_rollbacks: int = Field(3, ge=0, description="rollbacks per stage before the run stops instead")
+    on_save_error: Literal["stop", "continue"] = Field(
+        "stop", description="a periodic checkpoint that cannot be written (e.g. disk full): stop the run, or warn "
+                            "and continue without it; the final checkpoint is always required")
 
     @model_validator(mode="after")
     def _consistent(self) -> "PreTrainingConfig":

@@ -12,7 +12,7 @@ Formats:
 
 Malformed records never stop a run: they are skipped and counted by reason in a ``Counter``
 (``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``empty``,
-``invalid_utf8``, ``too_long``).
+``invalid_utf8``, ``too_long``, ``unreadable``).
 
 Files are read in *units* so that any unit can be re-read on its own (the shuffle buffer and the
 resume point of a stream): a byte range of an uncompressed JSONL file (lines that *start* in the
@@ -26,12 +26,15 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from syllabus.config.errors import ConfigError
+
+log = logging.getLogger("syllabus")
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst")
 MAX_DOC_BYTES = 16 << 20  # a single record (line or file) larger than this is skipped as too_long
@@ -130,14 +133,21 @@ def plan_units(files: list[Path], unit_bytes: int = UNIT_BYTES) -> list[Unit]:
 
 def read_unit(unit: Unit, skips: Counter, *, text_field: str = "text",
               max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[str]:
-    """Yield the valid documents of one unit, counting the others in ``skips``."""
+    """Yield the valid documents of one unit, counting the others in ``skips``.
+
+    A file that cannot be read any more (deleted or made unreadable while a run streams it) is skipped and
+    counted as ``unreadable`` with a warning naming it; a run is not stopped by it."""
     path = unit.path
-    if is_jsonl(path):
-        yield from _read_jsonl(unit, skips, text_field, max_doc_bytes)
-    elif path.lower().endswith(".parquet"):
-        yield from _read_parquet(unit, skips, text_field, max_doc_bytes)
-    else:
-        yield from _read_text_file(path, skips, max_doc_bytes)
+    try:
+        if is_jsonl(path):
+            yield from _read_jsonl(unit, skips, text_field, max_doc_bytes)
+        elif path.lower().endswith(".parquet"):
+            yield from _read_parquet(unit, skips, text_field, max_doc_bytes)
+        else:
+            yield from _read_text_file(path, skips, max_doc_bytes)
+    except OSError as err:
+        skips["unreadable"] += 1
+        log.warning("data source: skipping %s, it cannot be read (%s)", path, err.strerror or err)
 
 
 def read_documents(spec: str | Path, skips: Counter | None = None, *, text_field: str = "text",

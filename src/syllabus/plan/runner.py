@@ -129,11 +129,9 @@ def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, stat
     trainer = Trainer(config, model, tokenizer, batches, out_dir=run_dir, checkpoint_dir=folder / "checkpoints",
                       eval_batches=eval_batches, phases=stage_phases(stage, config, max_steps), stage=stage.name,
                       dist=dist, metrics=metrics or _NoLog(), callbacks=[gate], extra_state=gate.state_dict,
-                      stop=stop)
+                      load_extra_state=gate.load_state_dict, stop=stop)
     if resume_from is not None:
-        extra = trainer.restore(resume_from)
-        if extra:
-            gate.load_state_dict(extra)
+        trainer.restore(resume_from)
     elif stage.optimizer == "continue" and index > 0:
         _carry_optimizer(trainer, stage_dir(run_dir, index - 1, plan))
     log.info("stage %d/%d '%s': %d steps", index + 1, len(plan.stages), stage.name, max_steps)

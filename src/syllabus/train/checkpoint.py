@@ -15,12 +15,15 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from syllabus.train import faults
 
 log = logging.getLogger("syllabus")
 
@@ -45,20 +48,25 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict[str, torch.Te
     final = root / f"step_{step}"
     tmp = root / f".tmp-step_{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / MODEL_FILE),
-              metadata={"format": "pt", "step": str(step)})
-    torch.save(trainer_state, tmp / STATE_FILE)
-    for name, payload in json_files.items():
-        (tmp / name).write_text(json.dumps(payload, indent=2, sort_keys=True))
-    for name, text in (text_files or {}).items():
-        (tmp / name).write_text(text)
-    files = sorted(p.name for p in tmp.iterdir())
-    for name in files:
-        _fsync_file(tmp / name)
-    manifest = {"step": step, "files": {name: _describe(tmp / name) for name in files}}
-    _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=2))
-    _fsync_dir(tmp)
+    try:
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / MODEL_FILE),
+                  metadata={"format": "pt", "step": str(step)})
+        faults.check_save(step)
+        torch.save(trainer_state, tmp / STATE_FILE)
+        for name, payload in json_files.items():
+            (tmp / name).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        for name, text in (text_files or {}).items():
+            (tmp / name).write_text(text)
+        files = sorted(p.name for p in tmp.iterdir())
+        for name in files:
+            _fsync_file(tmp / name)
+        manifest = {"step": step, "files": {name: _describe(tmp / name) for name in files}}
+        _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=2))
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing behind; older checkpoints are untouched
+        raise
     _replace_dir(tmp, final)
     _fsync_dir(root)
     return final
@@ -129,7 +137,14 @@ def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_trainer_state(path: str | Path) -> dict:
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    """Optimizer, counters, RNG and data position. Only tensors and plain data are read back: a file holding any
+    other object (a pickle that would run code on load) is refused with ``CheckpointError`` before anything runs."""
+    try:
+        return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"checkpoint {path}: {STATE_FILE} holds objects other than tensors and plain data; "
+                              f"refused to load it (nothing in it was run): {reason}") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

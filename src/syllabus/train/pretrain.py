@@ -70,7 +70,10 @@ class PreTrainer:
                               stop=stop)
             start = find_resume_point(cfg.resume, self.checkpoint_dir)
             if start is not None:
-                trainer.restore(start)
+                try:
+                    trainer.restore(start)
+                except ckpt.CheckpointError as err:  # refused (e.g. holds code): nothing was run, say so plainly
+                    raise ConfigError(f"resume: {err}") from None
             if dist.is_main:
                 log.info("model: %.2fM parameters; %d tokens per step; %d rank(s), %s; run folder %s",
                          model.num_parameters() / 1e6, cfg.tokens_per_step * dist.world_size, dist.world_size,

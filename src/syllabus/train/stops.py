@@ -48,3 +48,9 @@ class StopRequest:
             return
         self.signal_name = name
         log.warning("%s received: finishing this step, saving a checkpoint, then stopping", name)
+
+
+class RunHalted(RuntimeError):
+    """The run stopped itself for a reason it can state in one line (the CLI prints it and exits 1).
+
+    Raised only where the run folder is left resumable: the newest valid checkpoint is intact."""

@@ -19,9 +19,10 @@ import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import checkpoint as ckpt
-from syllabus.train import sharded_checkpoint
+from syllabus.train import faults, recovery, sharded_checkpoint
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, Progress
+from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
 from syllabus.train.throughput import PeakEstimate
@@ -40,16 +41,13 @@ class TrainResult:
     last_val: dict = field(default_factory=dict)
 
 
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps with NaN/inf loss or gradients."""
-
-
 class Trainer:
     """Trains ``model`` on ``batches`` for ``config.max_steps`` optimizer steps.
 
     ``eval_batches`` maps a domain name to a zero-argument callable returning an iterable of batches of
     its held-out split. ``callbacks`` are called as ``cb(trainer, record)`` after each evaluation and
-    may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``.
+    may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``. ``extra_state`` is saved in
+    every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or rollback).
     """
 
     def __init__(self, config: PreTrainingConfig, model: torch.nn.Module, tokenizer, batches, *,
@@ -57,7 +55,7 @@ class Trainer:
                  eval_batches: dict[str, Callable] | None = None, phases: list[Phase] | None = None,
                  stage: str | None = None, dist: DistContext | None = None, metrics: MetricsLog | None = None,
                  callbacks: list[Callable] = (), extra_state: Callable[[], dict] | None = None,
-                 stop: StopRequest | None = None):
+                 load_extra_state: Callable[[dict], None] | None = None, stop: StopRequest | None = None):
         self.config = config
         self.dist = dist or DistContext.single(config.device)
         self.raw_model = model.to(self.dist.device)
@@ -71,7 +69,7 @@ class Trainer:
                                        config.gradient_accumulation_steps)]
         self.stage = stage
         self.callbacks = list(callbacks)
-        self.extra_state = extra_state
+        self.extra_state, self.load_extra_state = extra_state, load_extra_state
         self.metrics = metrics if metrics is not None or not self.dist.is_main else MetricsLog(
             self.out_dir, use_tensorboard=config.use_tensorboard, use_wandb=config.use_wandb,
             wandb_project=config.wandb_project, wandb_mode=config.wandb_mode, config=config.model_dump())
@@ -81,7 +79,7 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.nonfinite_skips = 0  # total
-        self._nonfinite_run = 0  # consecutive
+        self.nonfinite = NonFiniteGuard(config)
         self.best_val_loss = math.inf
         self.lr_multiplier = 1.0
         self.stop = stop or StopRequest()
@@ -110,23 +108,43 @@ class Trainer:
         self.nonfinite_skips = state.get("nonfinite_skips", 0)
         self.best_val_loss = state.get("best_val_loss", math.inf)
         self.lr_multiplier = state.get("lr_multiplier", 1.0)
+        self.nonfinite.rollbacks = max(self.nonfinite.rollbacks, state.get("rollbacks", 0))
+        self._last_val = state.get("last_val", {})  # a stage resumed at its end still knows its final evaluation
+        self._saved = None
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.batches.load_state_dict(state["data"])
         log.info("resumed from %s at step %d (%d tokens seen)", path, self.step, self.tokens_seen)
-        return state.get("extra", {})
+        extra = state.get("extra", {})
+        if extra and self.load_extra_state is not None:
+            self.load_extra_state(extra)
+        return extra
 
-    def save(self) -> Path | None:
+    def save(self, required: bool = True) -> Path | None:
         """Write a checkpoint of the current step and prune old ones; once per step. Called on every rank:
-        the main rank writes the single-folder format, or all ranks write their shards under FSDP2."""
+        the main rank writes the single-folder format, or all ranks write their shards under FSDP2.
+
+        A save that fails (e.g. disk full) leaves the previous checkpoints intact; it stops the run with
+        ``RunHalted``, unless it is not ``required`` (periodic, best) and ``on_save_error`` is ``continue``
+        (see ``recovery``)."""
         if self._saved is not None and self._saved[0] == self.step:
             return self._saved[1]
+        try:
+            path = self._write_checkpoint()
+        except OSError as err:
+            recovery.save_failed(self, err, required)  # raises unless this save may be skipped
+            return None
+        self._saved = (self.step, path)
+        return path
+
+    def _write_checkpoint(self) -> Path | None:
         state = {
             "step": self.step, "tokens_seen": self.tokens_seen,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "nonfinite_skips": self.nonfinite_skips, "best_val_loss": self.best_val_loss,
-            "lr_multiplier": self.lr_multiplier, "rng_cpu": torch.get_rng_state(),
+            "lr_multiplier": self.lr_multiplier, "rollbacks": self.nonfinite.rollbacks, "last_val": self._last_val,
+            "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "data": self.batches.state_dict(), "extra": self.extra_state() if self.extra_state else {},
         }
@@ -147,7 +165,6 @@ class Trainer:
                                         state, json_files=json_files, text_files=text_files)
             ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
         self.dist.barrier()
-        self._saved = (self.step, path)
         return path
 
     def request_stop(self, reason: str) -> None:
@@ -167,17 +184,21 @@ class Trainer:
                 self.evaluate_and_notify()  # the starting point every later figure is compared with
             while self.step < cfg.max_steps and not self._should_stop():
                 phase = phase_at(self.phases, self.step)
-                loss, grad_norm, lr = self._step(phase, window)
+                loss, grad_norm, lr = self._step_or_save(phase, window)
                 self.step += 1
                 self.tokens_seen += phase.tokens_per_step * self.dist.world_size
                 window.tokens += phase.tokens_per_step * self.dist.world_size
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
                     self._log_step(loss, grad_norm, lr, phase, window, peak, progress)
                     window = _Window()
+                if self.nonfinite.exhausted:
+                    self.nonfinite.recover(self)  # back to the newest checkpoint with a lower LR, or raise
+                    window = _Window()
+                    continue
                 if self.eval_batches and (self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps):
                     self.evaluate_and_notify()
-                if self.step % cfg.save_interval == 0 and self.step < cfg.max_steps:
-                    last_path = self.save()
+                if self.step % cfg.save_interval == 0 and self.step < cfg.max_steps and not self.nonfinite.in_a_row:
+                    last_path = self.save(required=False) or last_path  # never a checkpoint in a NaN streak
             if self.step >= cfg.max_steps or self.stop or self._stop_reason:
                 last_path = self.save()
             if self.step >= cfg.max_steps and last_path is not None:
@@ -201,6 +222,16 @@ class Trainer:
             self._stop_reason = "stop requested on another rank"
         return agreed
 
+    def _step_or_save(self, phase: Phase, window: "_Window") -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``_step``; if it fails before the update (e.g. its data became unreadable), the last completed step
+        is checkpointed first, so the run can be continued once the cause is fixed."""
+        rng, data = torch.get_rng_state(), self.batches.state_dict()
+        try:
+            return self._step(phase, window)
+        except Exception as err:
+            recovery.checkpoint_failed_step(self, err, rng, data)
+            raise
+
     def _step(self, phase: Phase, window: "_Window") -> tuple[torch.Tensor, torch.Tensor, float]:
         cfg = self.config
         lr = lr_at(self.step, peak=cfg.learning_rate, minimum=cfg.min_learning_rate, warmup=cfg.warmup_steps,
@@ -209,23 +240,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
-        loss_sum = self.accumulate_gradients(phase, window)
+        loss_sum = faults.inject_nonfinite(self.step + 1, self.raw_model, self.accumulate_gradients(phase, window))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = self.dist.clip_grad_norm(self.model, max_norm)
         loss = self.dist.mean(loss_sum / phase.grad_accum_steps)
-        if bool(torch.isfinite(loss)) and (self.scaler is not None or bool(torch.isfinite(grad_norm))):
+        if self.nonfinite.update_allowed(loss, grad_norm, scaled=self.scaler is not None):
             (self.scaler.step(self.optimizer) if self.scaler is not None else self.optimizer.step())
-            self._nonfinite_run = 0
         else:
             self.nonfinite_skips += 1
-            self._nonfinite_run += 1
             log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
-                        self.step + 1, self._nonfinite_run)
-            if self._nonfinite_run >= cfg.max_nonfinite_skips:
-                raise NonFiniteLossError(f"{self._nonfinite_run} consecutive steps with non-finite loss or "
-                                         f"gradients at step {self.step + 1}; lower the learning rate or check the data")
+                        self.step + 1, self.nonfinite.in_a_row)
         if self.scaler is not None:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -332,7 +358,7 @@ class Trainer:
         val = record.get("val_loss")
         if val is not None and val < self.best_val_loss and self.step > 0:
             self.best_val_loss = val
-            path = self.save()
+            path = self.save(required=False)
             if path is not None:
                 ckpt.alias_checkpoint(path, "best")
         return record

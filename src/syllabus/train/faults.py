@@ -1,0 +1,42 @@
+"""Fault-injection hooks for the reliability tests, read from the environment here and nowhere else.
+
+``SYLLABUS_FAULT_NAN_STEPS=5,6,7``
+    The loss and every gradient of these optimizer steps (1-based, counted per stage) become NaN. Each listed
+    step is poisoned once per process, so a rollback that replays it trains normally (as a transient fault would).
+``SYLLABUS_FAULT_SAVE_ERROR_STEPS=4,8``
+    Writing the checkpoint of these steps fails half-way with ``OSError(ENOSPC)`` (a full disk), every time.
+
+Unset (the normal case), every hook is a no-op. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import torch
+
+NAN_STEPS = "SYLLABUS_FAULT_NAN_STEPS"
+SAVE_ERROR_STEPS = "SYLLABUS_FAULT_SAVE_ERROR_STEPS"
+_poisoned: set[int] = set()
+
+
+def _steps(variable: str) -> set[int]:
+    return {int(s) for s in os.environ.get(variable, "").replace(" ", "").split(",") if s}
+
+
+def inject_nonfinite(step: int, model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    """``loss`` as is, or NaN (with NaN gradients) when ``step`` is listed in ``SYLLABUS_FAULT_NAN_STEPS``."""
+    if step not in _steps(NAN_STEPS) or step in _poisoned:
+        return loss
+    _poisoned.add(step)
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.fill_(float("nan"))
+    return loss * float("nan")
+
+
+def check_save(step: int) -> None:
+    """Raise ``OSError(ENOSPC)`` when writing the checkpoint of ``step`` is to fail."""
+    if step in _steps(SAVE_ERROR_STEPS):
+        raise OSError(errno.ENOSPC, f"No space left on device (injected by {SAVE_ERROR_STEPS})")
