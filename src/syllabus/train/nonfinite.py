@@ -32,7 +32,8 @@ class NonFiniteGuard:
 
     def update_allowed(self, loss: torch.Tensor, grad_norm: torch.Tensor, scaled: bool) -> bool:
         """Whether this step's update may be applied (with a GradScaler, the scaler checks the gradients)."""
-        finite = bool(torch.isfinite(loss)) and (scaled or bool(torch.isfinite(grad_norm)))
+        check = torch.isfinite(loss) if scaled else torch.isfinite(loss) & torch.isfinite(grad_norm)
+        finite = bool(check)  # the step's one host sync
         self.in_a_row = 0 if finite else self.in_a_row + 1
         return finite
 

@@ -86,6 +86,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._last_val: dict = {}
         self._saved: tuple[int, Path | None] | None = None
+        self._eval_sets: dict[str, list] = {}
 
     # --- resume -------------------------------------------------------------------------------
     def restore(self, path: str | Path) -> dict:
@@ -326,8 +327,10 @@ class Trainer:
         self.model.eval()
         totals, counts = {}, {}
         for name, make_batches in self.eval_batches.items():
+            if name not in self._eval_sets:  # the held-out batches are the same every time: read them once
+                self._eval_sets[name] = list(make_batches())
             loss_sum, n_tokens = 0.0, 0
-            for batch in make_batches():
+            for batch in self._eval_sets[name]:
                 batch = {k: v.to(self.dist.device) for k, v in batch.items()}
                 n = int((batch["labels"] != -100).sum())
                 with self._autocast():
