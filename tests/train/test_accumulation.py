@@ -3,6 +3,7 @@ import torch
 from syllabus.config import PreTrainingConfig
 from syllabus.config.model import model_config_for
 from syllabus.model import Transformer
+from syllabus.train.metrics import NullLog
 from syllabus.train.schedule import Phase
 from syllabus.train.trainer import Trainer
 
@@ -24,7 +25,8 @@ def gradients(micro_batch_size: int, accum: int, rows, tmp_path):
     model = Transformer(model_config_for("tiny", vocab_size=256, hidden_size=64, num_hidden_layers=2,
                                          num_attention_heads=2, intermediate_size=128))
     config = PreTrainingConfig(mixed_precision="fp32", out_dir=str(tmp_path))
-    trainer = Trainer(config, model, tokenizer=None, batches=RowBatches(rows), out_dir=tmp_path, metrics=False)
+    trainer = Trainer(config, model, tokenizer=None, batches=RowBatches(rows), out_dir=tmp_path,
+                      metrics=NullLog())
     loss = trainer.accumulate_gradients(Phase(0, 32, micro_batch_size, accum)) / accum
     return loss, {n: p.grad.clone() for n, p in model.named_parameters()}
 

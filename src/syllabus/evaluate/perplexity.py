@@ -47,13 +47,3 @@ def perplexity(model: Transformer, batches: Iterable[Mapping[str, torch.Tensor]]
 def perplexity_by_domain(model: Transformer, batches_by_domain: Mapping[str, Iterable]) -> dict[str, dict[str, float]]:
     """``{domain: perplexity(model, batches)}`` for every domain, in the given order."""
     return {domain: perplexity(model, batches) for domain, batches in batches_by_domain.items()}
-
-
-def text_file_batches(path, tokenizer, *, seq_len: int, batch_size: int, max_batches: int | None = None):
-    """Batches from a held-out text file, through the data package's ``iter_eval_batches``.
-
-    Used by ``syllabus eval --data DOMAIN=PATH``; the data package owns the file formats.
-    """
-    from syllabus.data import iter_eval_batches
-
-    return iter_eval_batches(path, tokenizer, seq_len=seq_len, batch_size=batch_size, max_batches=max_batches)

@@ -17,7 +17,8 @@ from syllabus.evaluate.arithmetic import evaluate_arithmetic
 from syllabus.evaluate.gsm8k import evaluate_gsm8k
 from syllabus.evaluate.humaneval import evaluate_humaneval
 from syllabus.evaluate.multiple_choice import arc_items, hellaswag_items, mmlu_items, score_choices
-from syllabus.evaluate.perplexity import perplexity, text_file_batches
+from syllabus.data import iter_eval_batches
+from syllabus.evaluate.perplexity import perplexity
 from syllabus.model.transformer import Transformer
 
 # Shots per multiple-choice task (lm-evaluation-harness's usual setting is 0 for HellaSwag/ARC, 5 for MMLU).
@@ -62,7 +63,7 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
                 raise ConfigError("tasks: ppl needs held-out data (--data DOMAIN=PATH)")
             length = seq_len or model.config.max_position_embeddings
             for domain, path in data.items():
-                batches = text_file_batches(str(path), tokenizer, seq_len=length, batch_size=batch_size,
+                batches = iter_eval_batches(str(path), tokenizer, seq_len=length, batch_size=batch_size,
                                             max_batches=limit)
                 for metric, value in perplexity(model, batches).items():
                     results[f"ppl/{domain}/{metric}"] = value

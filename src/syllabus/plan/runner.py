@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from tokenizers import Tokenizer
 
 from syllabus.config.errors import ConfigError
 from syllabus.config.load import load_config
@@ -30,7 +31,7 @@ from syllabus.plan.run_state import RunState
 from syllabus.plan.stages import grow_embeddings, stage_phases, stage_steps, stage_weights
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
-from syllabus.train.metrics import MetricsLog
+from syllabus.train.metrics import MetricsLog, NullLog
 from syllabus.train.pretrain import padded_vocab_size
 from syllabus.train.run_lock import RunLock
 from syllabus.train.stops import StopRequest
@@ -125,10 +126,10 @@ def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, stat
                                                       batch_size=config.micro_batch_size,
                                                       max_batches=plan.evaluation.batches))
                     for d in plan.evaluation.perplexity}
-    gate = ForgettingGate(plan.forgetting, state.reference_ppl, weights, metrics or _NoLog())
+    gate = ForgettingGate(plan.forgetting, state.reference_ppl, weights, metrics or NullLog())
     trainer = Trainer(config, model, tokenizer, batches, out_dir=run_dir, checkpoint_dir=folder / "checkpoints",
                       eval_batches=eval_batches, phases=stage_phases(stage, config, max_steps), stage=stage.name,
-                      dist=dist, metrics=metrics or _NoLog(), callbacks=[gate], extra_state=gate.state_dict,
+                      dist=dist, metrics=metrics or NullLog(), callbacks=[gate], extra_state=gate.state_dict,
                       load_extra_state=gate.load_state_dict, stop=stop)
     if resume_from is not None:
         trainer.restore(resume_from)
@@ -174,7 +175,7 @@ def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
 
 def stage_tokenizer(plan: PlanConfig, index: int, base_tokenizer):
     """The base tokenizer plus the special tokens of stages 0..index, and the ids stage ``index`` adds."""
-    tokenizer = load_tokenizer_from_str(base_tokenizer.to_str())
+    tokenizer = Tokenizer.from_str(base_tokenizer.to_str())  # a copy: the base stays as it is
     new_ids: list[int] = []
     for i in range(index + 1):
         tokens = plan.stages[i].special_tokens
@@ -183,12 +184,6 @@ def stage_tokenizer(plan: PlanConfig, index: int, base_tokenizer):
             if i == index:
                 new_ids = ids
     return tokenizer, new_ids
-
-
-def load_tokenizer_from_str(text: str):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_str(text)
 
 
 def _stage_model(plan, index, run_dir, config, tokenizer, new_ids, resume_from) -> Transformer:
@@ -249,12 +244,3 @@ def _write_report(plan: PlanConfig, run_dir: Path, state: RunState) -> Path:
 
     return write_report(plan, run_dir, asdict(state))
 
-
-class _NoLog:
-    """Stands in for the metrics sink on ranks other than 0."""
-
-    def log(self, record: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -23,14 +23,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-# Test hook: SYLLABUS_FAULT_CRASH_RANK=r SYLLABUS_FAULT_CRASH_STEP=s makes rank r raise once it has finished
-# s optimizer steps, to check that the other ranks end with an error instead of hanging. Read only here.
-FAULT_RANK_ENV, FAULT_STEP_ENV = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the ``SYLLABUS_FAULT_CRASH_*`` test hook."""
-
+from syllabus.train import faults
 
 @dataclass
 class DistContext:
@@ -157,7 +150,7 @@ class DistContext:
 
     def should_stop(self, local: bool, step: int) -> bool:
         """True on every rank when any rank wants to stop; called once per step by every rank."""
-        _maybe_inject_fault(self.rank, step)
+        faults.crash_if_asked(self.rank, step)
         if self.world_size == 1:
             return local
         flag = torch.tensor([1.0 if local else 0.0], device=self.device)
@@ -167,12 +160,6 @@ class DistContext:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
-
-
-def _maybe_inject_fault(rank: int, step: int) -> None:
-    want_rank, want_step = os.environ.get(FAULT_RANK_ENV), os.environ.get(FAULT_STEP_ENV)
-    if want_rank is not None and want_step is not None and rank == int(want_rank) and step == int(want_step):
-        raise InjectedFault(f"rank {rank}: fault injected after step {step} ({FAULT_RANK_ENV}/{FAULT_STEP_ENV})")
 
 
 def pick_device(device: str, local_rank: int) -> torch.device:

@@ -5,6 +5,9 @@
     step is poisoned once per process, so a rollback that replays it trains normally (as a transient fault would).
 ``SYLLABUS_FAULT_SAVE_ERROR_STEPS=4,8``
     Writing the checkpoint of these steps fails half-way with ``OSError(ENOSPC)`` (a full disk), every time.
+``SYLLABUS_FAULT_CRASH_RANK=r`` with ``SYLLABUS_FAULT_CRASH_STEP=s``
+    Rank ``r`` raises ``InjectedFault`` once it has finished ``s`` optimizer steps, to check that the other
+    ranks end with an error instead of hanging.
 
 Unset (the normal case), every hook is a no-op. See ``docs/reliability.md``.
 """
@@ -18,6 +21,7 @@ import torch
 
 NAN_STEPS = "SYLLABUS_FAULT_NAN_STEPS"
 SAVE_ERROR_STEPS = "SYLLABUS_FAULT_SAVE_ERROR_STEPS"
+CRASH_RANK, CRASH_STEP = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
 _poisoned: set[int] = set()
 
 
@@ -40,3 +44,14 @@ def check_save(step: int) -> None:
     """Raise ``OSError(ENOSPC)`` when writing the checkpoint of ``step`` is to fail."""
     if step in _steps(SAVE_ERROR_STEPS):
         raise OSError(errno.ENOSPC, f"No space left on device (injected by {SAVE_ERROR_STEPS})")
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the ``SYLLABUS_FAULT_CRASH_*`` hook."""
+
+
+def crash_if_asked(rank: int, step: int) -> None:
+    """Raise ``InjectedFault`` on the rank and after the step named by ``SYLLABUS_FAULT_CRASH_*``."""
+    want_rank, want_step = os.environ.get(CRASH_RANK), os.environ.get(CRASH_STEP)
+    if want_rank is not None and want_step is not None and rank == int(want_rank) and step == int(want_step):
+        raise InjectedFault(f"rank {rank}: fault injected after step {step} ({CRASH_RANK}/{CRASH_STEP})")

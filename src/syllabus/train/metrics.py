@@ -54,6 +54,16 @@ class MetricsLog:
             self._wandb.finish()
 
 
+class NullLog:
+    """The metrics sink of processes that do not own the run folder (ranks other than 0): logs nothing."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _plain(value):
     if hasattr(value, "item"):
         value = value.item()

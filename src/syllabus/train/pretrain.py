@@ -81,8 +81,7 @@ class PreTrainer:
             try:
                 return trainer.train()
             finally:
-                if trainer.metrics is not None:
-                    trainer.metrics.close()
+                trainer.metrics.close()
 
 
 def resolve_sources(cfg: PreTrainingConfig) -> tuple[dict[str, str], dict[str, float]]:

@@ -21,7 +21,7 @@ from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import faults, recovery, sharded_checkpoint
 from syllabus.train.distributed import DistContext
-from syllabus.train.metrics import MetricsLog, Progress
+from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
@@ -70,9 +70,11 @@ class Trainer:
         self.stage = stage
         self.callbacks = list(callbacks)
         self.extra_state, self.load_extra_state = extra_state, load_extra_state
-        self.metrics = metrics if metrics is not None or not self.dist.is_main else MetricsLog(
-            self.out_dir, use_tensorboard=config.use_tensorboard, use_wandb=config.use_wandb,
-            wandb_project=config.wandb_project, wandb_mode=config.wandb_mode, config=config.model_dump())
+        if metrics is None:
+            metrics = MetricsLog(self.out_dir, use_tensorboard=config.use_tensorboard, use_wandb=config.use_wandb,
+                                 wandb_project=config.wandb_project, wandb_mode=config.wandb_mode,
+                                 config=config.model_dump()) if self.dist.is_main else NullLog()
+        self.metrics = metrics
         self.optimizer = build_optimizer(self.raw_model, config, self.dist.device)
         self.amp_dtype = DTYPES[config.mixed_precision]
         self.scaler = torch.amp.GradScaler(self.dist.device.type) if config.mixed_precision == "fp16" else None
