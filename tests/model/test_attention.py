@@ -1,0 +1,68 @@
+"""The CPU's explicit attention (bmm → softmax → bmm) against scaled_dot_product_attention."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from syllabus.model import transformer
+from syllabus.model.transformer import attend, attention_mask
+
+
+def sdpa(q, k, v, mask):
+    T, S = q.shape[2], k.shape[2]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                          enable_gqa=k.shape[1] != q.shape[1])
+
+
+def inputs(B, H, KV, T, S, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, T, 16, generator=g).to(dtype).requires_grad_()
+    k, v = (torch.randn(B, KV, S, 16, generator=g).to(dtype).requires_grad_() for _ in range(2))
+    return q, k, v
+
+
+CASES = {  # name -> (B, heads, kv heads, T, S, mask builder)
+    "causal": (2, 4, 4, 12, 12, lambda B, T, S: None),
+    "grouped-query": (2, 4, 2, 12, 12, lambda B, T, S: None),
+    "documents": (2, 4, 4, 12, 12,
+                  lambda B, T, S: attention_mask(T, 0, torch.tensor([[0] * 5 + [1] * 7, [0] * 9 + [1] * 3]), "cpu")),
+    "cache prefill": (2, 4, 2, 5, 12, lambda B, T, S: attention_mask(T, S - T, None, "cpu")),
+    "one new token": (2, 4, 4, 1, 12, lambda B, T, S: None),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol):
+    B, H, KV, T, S, make_mask = CASES[case]
+    mask = make_mask(B, T, S)
+    results = []
+    for fn in (attend, sdpa):
+        q, k, v = inputs(B, H, KV, T, S, dtype)
+        out = fn(q, k, v, mask)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out).to(dtype))
+        results.append([out, q.grad, k.grad, v.grad])
+    for ours, ref in zip(*results):
+        assert ours.dtype == ref.dtype
+        torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_explicit_path_is_taken_on_cpu_and_sdpa_beyond_the_key_limit(monkeypatch):
+    calls = []
+    real = transformer._ExplicitAttention.apply
+    monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
+    q, k, v = inputs(1, 2, 2, 8, 8, torch.float32)
+    attend(q, k, v, None)
+    assert calls == [1]
+    monkeypatch.setattr(transformer, "EXPLICIT_MAX_KEYS", 4)
+    torch.testing.assert_close(attend(q, k, v, None), sdpa(q, k, v, None))
+    assert calls == [1]
+
+
+def test_bf16_autocast_keeps_probabilities_in_bf16():
+    """Under autocast the softmax must not fall back to fp32 (that would double the saved memory)."""
+    q, k, v = inputs(1, 2, 2, 8, 8, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend(q, k, v, None)
+    assert out.dtype == torch.bfloat16
+    assert out.grad_fn.saved_tensors[3].dtype == torch.bfloat16
