@@ -33,7 +33,9 @@ CASES = {  # name -> (B, heads, kv heads, T, S, mask builder)
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
-def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol):
+@pytest.mark.parametrize("block", [128, 5])  # one block of queries; blocks of 5 (keys skipped past each)
+def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol, block, monkeypatch):
+    monkeypatch.setattr(transformer, "QUERY_BLOCK", block)
     B, H, KV, T, S, make_mask = CASES[case]
     mask = make_mask(B, T, S)
     results = []
@@ -65,4 +67,21 @@ def test_bf16_autocast_keeps_probabilities_in_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = attend(q, k, v, None)
     assert out.dtype == torch.bfloat16
-    assert out.grad_fn.saved_tensors[3].dtype == torch.bfloat16
+    assert out.grad_fn.saved_tensors[3].dtype == out.grad_fn.saved_tensors[-1].dtype == torch.bfloat16
+
+
+def test_rotary_matches_the_rotate_half_formula_in_values_and_gradients():
+    cos, sin = transformer.rotary_tables(16, 32, 10000.0)
+    x = torch.randn(2, 32, 3, 16, dtype=torch.float64, requires_grad=True)
+    c, s = cos[:, None].double(), sin[:, None].double()
+    grad = torch.randn(2, 32, 3, 16, dtype=torch.float64)
+
+    def reference(x):
+        return x * c + torch.cat([-x[..., 8:], x[..., :8]], dim=-1) * s
+
+    ours = transformer.apply_rotary(x, c, s)
+    (dx_ours,) = torch.autograd.grad(ours, x, grad)
+    (dx_ref,) = torch.autograd.grad(reference(x), x, grad)
+    torch.testing.assert_close(ours, reference(x))
+    torch.testing.assert_close(dx_ours, dx_ref)
+    assert torch.autograd.gradcheck(lambda t: transformer.apply_rotary(t, c[:4], s[:4]), (x[:1, :4].detach().requires_grad_(),))

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 
 from syllabus.config.model import model_config_for
 from syllabus.model import Transformer
-from syllabus.model.transformer import _LinearCrossEntropy, linear_cross_entropy
+from syllabus.model import transformer
+from syllabus.model.transformer import linear_cross_entropy
 
 
 def _reference(x, weight, labels):
@@ -13,7 +14,7 @@ def _reference(x, weight, labels):
 
 @pytest.mark.parametrize("vocab", [96, 5000])
 def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
-    monkeypatch.setattr(_LinearCrossEntropy, "CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
+    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
     torch.manual_seed(0)
     x = torch.randn(700, 48, dtype=torch.float64).float().requires_grad_()
     weight = (0.1 * torch.randn(vocab, 48)).requires_grad_()
@@ -32,7 +33,7 @@ def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
 
 
 def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(monkeypatch):
-    monkeypatch.setattr(_LinearCrossEntropy, "CHUNK_ELEMENTS", 1)  # 256-row chunks
+    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)  # 256-row chunks
     torch.manual_seed(0)
     config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                               intermediate_size=160, max_position_embeddings=128)

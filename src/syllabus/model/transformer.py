@@ -39,10 +39,31 @@ def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[Tensor, Te
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the last dimension (head_dim) by position; cos/sin broadcast against x ([T, head_dim] for
-    [B, heads, T, head_dim], [T, 1, head_dim] for [B, T, heads, head_dim])."""
+    [B, heads, T, head_dim], [T, 1, head_dim] for [B, T, heads, head_dim]). Computed in x's dtype."""
+    return _Rotary.apply(x, cos.to(x.dtype), sin.to(x.dtype))
+
+
+class _Rotary(torch.autograd.Function):
+    """x·cos + rotate_half(x)·sin in three passes over x (no concatenated copy, no negation). The gradient
+    is the rotation by minus the angle, because the tables repeat their angles in both halves."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, sin, -1.0), None, None
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, sign: float) -> Tensor:
     half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # in x's dtype: no fp32 copy under autocast
+    out = x * cos
+    out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-sign)
+    out[..., half:].addcmul_(x[..., :half], sin[..., half:], value=sign)
+    return out
 
 
 class KVCache:
@@ -120,7 +141,11 @@ def _causal(T: int, S: int, device) -> Tensor:
 
 
 class _ExplicitAttention(torch.autograd.Function):
-    """Attention as bmm → softmax → bmm, keeping the probabilities for backward (B·heads·T·S values)."""
+    """Attention as bmm → softmax → bmm, keeping the probabilities for backward.
+
+    Queries go in blocks of ``QUERY_BLOCK``; a block reads only the keys up to its last query (the mask is
+    at most causal), so at sequence 256 (blocks of 64) 3/8 of the score matrix is never computed.
+    """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
@@ -128,26 +153,42 @@ class _ExplicitAttention(torch.autograd.Function):
         S = k.shape[2]
         scale = D ** -0.5
         q3, k3, v3 = q.reshape(B * H, T, D), k.reshape(B * H, S, D), v.reshape(B * H, S, D)
-        if bias.shape[0] == 1:  # one mask for the batch: added inside the matmul
-            scores = torch.baddbmm(bias[0], q3, k3.transpose(1, 2), alpha=scale)
-        else:  # a mask per row (documents): [B, 1, T, S] broadcast over heads
-            scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)
-            scores = scores.view(B, H, T, S).add_(bias).view(B * H, T, S)
-        probs = torch.softmax(scores, dim=-1)  # in the scores' dtype (CPU accumulates in fp32)
-        ctx.save_for_backward(q3, k3, v3, probs)
-        ctx.scale = scale
-        return torch.bmm(probs, v3).view(B, H, T, D)
+        blocks, probs, outs = _query_blocks(T, S), [], []
+        for i0, i1, end in blocks:
+            if bias.shape[0] == 1:  # one mask for the batch: added inside the matmul
+                scores = torch.baddbmm(bias[0, :, i0:i1, :end], q3[:, i0:i1], k3[:, :end].transpose(1, 2), alpha=scale)
+            else:  # a mask per row (documents): [B, 1, T, S] broadcast over heads
+                scores = torch.bmm(q3[:, i0:i1], k3[:, :end].transpose(1, 2)).mul_(scale)
+                scores = scores.view(B, H, i1 - i0, end).add_(bias[:, :, i0:i1, :end]).view(B * H, i1 - i0, end)
+            p = torch.softmax(scores, dim=-1)  # in the scores' dtype (the CPU kernel accumulates in fp32)
+            outs.append(torch.bmm(p, v3[:, :end]))
+            probs.append(p)
+        ctx.save_for_backward(q3, k3, v3, *probs)
+        ctx.scale, ctx.blocks = scale, blocks
+        return torch.cat(outs, dim=1).view(B, H, T, D)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        q3, k3, v3, probs = ctx.saved_tensors
-        shape_q, shape_kv = grad_out.shape, (grad_out.shape[0], grad_out.shape[1], k3.shape[1], k3.shape[2])
+        q3, k3, v3, *probs = ctx.saved_tensors
         g3 = grad_out.reshape(q3.shape)
-        dv = torch.bmm(probs.transpose(1, 2), g3)
-        dscores = torch._softmax_backward_data(torch.bmm(g3, v3.transpose(1, 2)), probs, -1, probs.dtype)
-        dq = torch.bmm(dscores, k3).mul_(ctx.scale)
-        dk = torch.bmm(dscores.transpose(1, 2), q3).mul_(ctx.scale)
-        return dq.view(shape_q), dk.view(shape_kv), dv.view(shape_kv), None
+        dqs, dk, dv = [], torch.zeros_like(k3), torch.zeros_like(v3)
+        for (i0, i1, end), p in zip(ctx.blocks, probs):
+            g = g3[:, i0:i1]
+            dv[:, :end].baddbmm_(p.transpose(1, 2), g)
+            dscores = torch._softmax_backward_data(torch.bmm(g, v3[:, :end].transpose(1, 2)), p, -1, p.dtype)
+            dqs.append(torch.bmm(dscores, k3[:, :end]).mul_(ctx.scale))
+            dk[:, :end].baddbmm_(dscores.transpose(1, 2), q3[:, i0:i1], alpha=ctx.scale)
+        B, H = grad_out.shape[:2]
+        dq = torch.cat(dqs, dim=1).view(grad_out.shape)
+        return dq, dk.view(B, H, *k3.shape[1:]), dv.view(B, H, *k3.shape[1:]), None
+
+
+QUERY_BLOCK = 64
+
+
+def _query_blocks(T: int, S: int) -> list[tuple[int, int, int]]:
+    """(first query, end query, end key) per block; the T queries are the last T of S positions."""
+    return [(i, min(i + QUERY_BLOCK, T), S - T + min(i + QUERY_BLOCK, T)) for i in range(0, T, QUERY_BLOCK)]
 
 
 class MLP(nn.Module):
@@ -263,14 +304,15 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
     return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk (16 MB)
+LOSS_CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk of linear_cross_entropy (16 MB)
 
+
+class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
         valid = labels != -100
         count = valid.sum().clamp(min=1).float()
-        rows = max(256, _LinearCrossEntropy.CHUNK_ELEMENTS // weight.shape[0])
+        rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
         loss = torch.zeros((), device=x.device)
         dx = torch.empty_like(x) if needs_grad else None
         dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
