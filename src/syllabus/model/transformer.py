@@ -98,10 +98,10 @@ class Attention(nn.Module):
         H, KV = self.n_heads, self.n_kv
         # One matmul for q, k and v (the three weights stay separate parameters, as Hugging Face names them).
         qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
-        qkv = qkv.view(B, T, H + 2 * KV, self.head_dim)
-        qk = apply_rotary(qkv[:, :, :H + KV], cos[:, None], sin[:, None])  # q and k rotated together
-        q, k = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2)
-        v = qkv[:, :, H + KV:].transpose(1, 2)
+        # split, not slicing: its backward is one cat, where each slice's would zero-fill a full-size gradient
+        qk, v = qkv.view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
+        q, k = apply_rotary(qk, cos[:, None], sin[:, None]).split([H, KV], dim=2)  # q and k rotated together
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         y = attend(q, k, v, mask)

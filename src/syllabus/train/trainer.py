@@ -21,6 +21,7 @@ from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import faults, recovery, sharded_checkpoint
 from syllabus.train.distributed import DistContext
+from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
 from syllabus.train.schedule import Phase, lr_at, phase_at
@@ -58,6 +59,8 @@ class Trainer:
                  load_extra_state: Callable[[dict], None] | None = None, stop: StopRequest | None = None):
         self.config = config
         self.dist = dist or DistContext.single(config.device)
+        if self.dist.device.type == "cpu":
+            keep_freed_memory()
         self.raw_model = model.to(self.dist.device)
         self.model = self.dist.wrap(self.raw_model, config)
         self.tokenizer = tokenizer
