@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from syllabus.model import transformer
-from syllabus.model.transformer import attend, attention_mask
+from syllabus.model.transformer import attend, attention_mask, explicit_attention
 
 
 def sdpa(q, k, v, mask):
@@ -39,7 +39,7 @@ def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol, 
     B, H, KV, T, S, make_mask = CASES[case]
     mask = make_mask(B, T, S)
     results = []
-    for fn in (attend, sdpa):
+    for fn in (explicit_attention, sdpa):
         q, k, v = inputs(B, H, KV, T, S, dtype)
         out = fn(q, k, v, mask)
         out.backward(torch.linspace(-1, 1, out.numel()).view_as(out).to(dtype))
@@ -49,12 +49,14 @@ def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol, 
         torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 
-def test_explicit_path_is_taken_on_cpu_and_sdpa_beyond_the_key_limit(monkeypatch):
+def test_explicit_path_is_taken_for_bf16_on_cpu_and_sdpa_for_fp32_and_beyond_the_key_limit(monkeypatch):
     calls = []
     real = transformer._ExplicitAttention.apply
     monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
-    q, k, v = inputs(1, 2, 2, 8, 8, torch.float32)
+    q, k, v = inputs(1, 2, 2, 8, 8, torch.bfloat16)
     attend(q, k, v, None)
+    assert calls == [1]
+    attend(*inputs(1, 2, 2, 8, 8, torch.float32), None)
     assert calls == [1]
     monkeypatch.setattr(transformer, "EXPLICIT_MAX_KEYS", 4)
     torch.testing.assert_close(attend(q, k, v, None), sdpa(q, k, v, None))

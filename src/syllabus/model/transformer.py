@@ -112,27 +112,32 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """softmax(q·kᵀ/√d, masked)·v for q [B, heads, T, d] and k, v [B, kv_heads, S, d].
 
     ``mask`` is None for plain causal attention (queries at the last T of S positions), else boolean
-    [B|1, 1, T, S]. On the CPU, up to ``EXPLICIT_MAX_KEYS`` keys, this runs as batched matmuls and a
-    softmax in the input dtype (``_ExplicitAttention``): measured 2x faster than the CPU flash kernel
-    there at sequence 256 (docs/performance.md), at parity by 1024. Elsewhere (CUDA flash attention,
-    long sequences) it is ``scaled_dot_product_attention``.
+    [B|1, 1, T, S] and never wider than causal. In bf16/fp16 on the CPU, up to ``EXPLICIT_MAX_KEYS`` keys,
+    this is ``explicit_attention``: measured 2x faster than the CPU flash kernel at sequence 256 and 1.3-1.6x
+    at 1024 (docs/performance.md). Elsewhere it is ``scaled_dot_product_attention``: CUDA's flash kernels,
+    fp32 on the CPU (where the two are at parity and SDPA keeps no probabilities), and long sequences.
     """
-    T, S = q.shape[2], k.shape[2]
-    if q.device.type == "cpu" and S <= EXPLICIT_MAX_KEYS:
-        if k.shape[1] != q.shape[1]:  # grouped-query: each kv head serves heads/kv_heads query heads
-            rep = q.shape[1] // k.shape[1]
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if mask is None:
-            mask = _causal(T, S, q.device)
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
-        with torch.autocast(q.device.type, enabled=False):  # q, k, v are already in the compute dtype
-            return _ExplicitAttention.apply(q, k, v, bias)
-    is_causal = mask is None and T > 1
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+    S = k.shape[2]
+    if q.device.type == "cpu" and q.dtype != torch.float32 and S <= EXPLICIT_MAX_KEYS:
+        return explicit_attention(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and q.shape[2] > 1,
                                           enable_gqa=k.shape[1] != q.shape[1])
 
 
-EXPLICIT_MAX_KEYS = 512
+EXPLICIT_MAX_KEYS = 1024  # its saved probabilities grow with T·S; beyond this SDPA's flash kernel wins anyway
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """``attend`` as batched matmuls and a softmax in q's dtype (``_ExplicitAttention``)."""
+    T, S = q.shape[2], k.shape[2]
+    if k.shape[1] != q.shape[1]:  # grouped-query: each kv head serves heads/kv_heads query heads
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    if mask is None:
+        mask = _causal(T, S, q.device)
+    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+    with torch.autocast(q.device.type, enabled=False):  # q, k, v are already in the compute dtype
+        return _ExplicitAttention.apply(q, k, v, bias)
 
 
 def _causal(T: int, S: int, device) -> Tensor:
