@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
         del t
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     faults_of_one_cycle()
-    print(applied, min(faults_of_one_cycle() for _ in range(3)))
+    print(applied, min(faults_of_one_cycle() for _ in range(5)))
 """)
 
 
@@ -31,10 +31,12 @@ def run(mode):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     _, default_faults = run("default")
-    applied, kept_faults = run("keep")
-    assert applied
     assert default_faults > 10_000  # 64 MB / 4 KB pages, every time
-    assert kept_faults < 100
+    # Once in a full-suite run the kept block faulted in again (host memory reclaim, not reproduced
+    # alone): three tries, one of which must show the reuse.
+    attempts = [run("keep") for _ in range(3)]
+    assert all(applied for applied, _ in attempts)
+    assert min(faults for _, faults in attempts) < 100, attempts
 
 
 def test_left_alone_when_the_user_chose(monkeypatch):

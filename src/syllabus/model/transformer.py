@@ -128,14 +128,14 @@ EXPLICIT_MAX_KEYS = 1024  # its saved probabilities grow with T·S; beyond this 
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """``attend`` as batched matmuls and a softmax in q's dtype (``_ExplicitAttention``)."""
+    """``attend`` as batched matmuls and a softmax (``_ExplicitAttention``)."""
     T, S = q.shape[2], k.shape[2]
     if k.shape[1] != q.shape[1]:  # grouped-query: each kv head serves heads/kv_heads query heads
         rep = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
     if mask is None:
         mask = _causal(T, S, q.device)
-    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+    bias = torch.zeros(mask.shape, device=q.device).masked_fill_(~mask, float("-inf"))
     with torch.autocast(q.device.type, enabled=False):  # q, k, v are already in the compute dtype
         return _ExplicitAttention.apply(q, k, v, bias)
 
@@ -148,6 +148,9 @@ def _causal(T: int, S: int, device) -> Tensor:
 class _ExplicitAttention(torch.autograd.Function):
     """Attention as bmm → softmax → bmm, keeping the probabilities for backward.
 
+    Precision as in flash attention: scores, softmax and the gradient's ``dp - rowsum(p·dp)`` in fp32; the
+    probabilities and score gradients in the input dtype for the matmuls with v, k and q (the fp32
+    products cost ~15% of this function; in bf16 they cost loss, see docs/performance.md).
     Queries go in blocks of ``QUERY_BLOCK``; a block reads only the keys up to its last query (the mask is
     at most causal), so at sequence 256 (blocks of 64) 3/8 of the score matrix is never computed.
     """
@@ -158,14 +161,15 @@ class _ExplicitAttention(torch.autograd.Function):
         S = k.shape[2]
         scale = D ** -0.5
         q3, k3, v3 = q.reshape(B * H, T, D), k.reshape(B * H, S, D), v.reshape(B * H, S, D)
+        q32, k32 = q3.float(), k3.float()
         blocks, probs, outs = _query_blocks(T, S), [], []
         for i0, i1, end in blocks:
             if bias.shape[0] == 1:  # one mask for the batch: added inside the matmul
-                scores = torch.baddbmm(bias[0, :, i0:i1, :end], q3[:, i0:i1], k3[:, :end].transpose(1, 2), alpha=scale)
+                scores = torch.baddbmm(bias[0, :, i0:i1, :end], q32[:, i0:i1], k32[:, :end].transpose(1, 2), alpha=scale)
             else:  # a mask per row (documents): [B, 1, T, S] broadcast over heads
-                scores = torch.bmm(q3[:, i0:i1], k3[:, :end].transpose(1, 2)).mul_(scale)
+                scores = torch.bmm(q32[:, i0:i1], k32[:, :end].transpose(1, 2)).mul_(scale)
                 scores = scores.view(B, H, i1 - i0, end).add_(bias[:, :, i0:i1, :end]).view(B * H, i1 - i0, end)
-            p = torch.softmax(scores, dim=-1)  # in the scores' dtype (the CPU kernel accumulates in fp32)
+            p = torch.softmax(scores, dim=-1).to(q.dtype)
             outs.append(torch.bmm(p, v3[:, :end]))
             probs.append(p)
         ctx.save_for_backward(q3, k3, v3, *probs)
@@ -176,11 +180,12 @@ class _ExplicitAttention(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         q3, k3, v3, *probs = ctx.saved_tensors
         g3 = grad_out.reshape(q3.shape)
+        g32, v32 = g3.float(), v3.float()
         dqs, dk, dv = [], torch.zeros_like(k3), torch.zeros_like(v3)
         for (i0, i1, end), p in zip(ctx.blocks, probs):
-            g = g3[:, i0:i1]
-            dv[:, :end].baddbmm_(p.transpose(1, 2), g)
-            dscores = torch._softmax_backward_data(torch.bmm(g, v3[:, :end].transpose(1, 2)), p, -1, p.dtype)
+            dv[:, :end].baddbmm_(p.transpose(1, 2), g3[:, i0:i1])
+            dp = torch.bmm(g32[:, i0:i1], v32[:, :end].transpose(1, 2))
+            dscores = torch._softmax_backward_data(dp, p.float(), -1, torch.float32).to(p.dtype)
             dqs.append(torch.bmm(dscores, k3[:, :end]).mul_(ctx.scale))
             dk[:, :end].baddbmm_(dscores.transpose(1, 2), q3[:, i0:i1], alpha=ctx.scale)
         B, H = grad_out.shape[:2]
