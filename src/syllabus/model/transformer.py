@@ -113,8 +113,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
 
     ``mask`` is None for plain causal attention (queries at the last T of S positions), else boolean
     [B|1, 1, T, S] and never wider than causal. In bf16/fp16 on the CPU, up to ``EXPLICIT_MAX_KEYS`` keys,
-    this is ``explicit_attention``: measured 2x faster than the CPU flash kernel at sequence 256 and 1.3-1.6x
-    at 1024 (docs/performance.md). Elsewhere it is ``scaled_dot_product_attention``: CUDA's flash kernels,
+    this is ``explicit_attention``: measured 1.5x the CPU flash kernel's speed at sequence 256, 1.9x at 512 and
+    1.0-1.2x at 1024 (docs/performance.md). Elsewhere it is ``scaled_dot_product_attention``: CUDA's flash kernels,
     fp32 on the CPU (where the two are at parity and SDPA keeps no probabilities), and long sequences.
     """
     S = k.shape[2]
@@ -149,8 +149,8 @@ class _ExplicitAttention(torch.autograd.Function):
     """Attention as bmm → softmax → bmm, keeping the probabilities for backward.
 
     Precision as in flash attention: scores, softmax and the gradient's ``dp - rowsum(p·dp)`` in fp32; the
-    probabilities and score gradients in the input dtype for the matmuls with v, k and q (the fp32
-    products cost ~15% of this function; in bf16 they cost loss, see docs/performance.md).
+    probabilities and score gradients in the input dtype for the matmuls with v, k and q. (All in bf16 it
+    ran ~1.5x faster but cost held-out loss; docs/performance.md.)
     Queries go in blocks of ``QUERY_BLOCK``; a block reads only the keys up to its last query (the mask is
     at most causal), so at sequence 256 (blocks of 64) 3/8 of the score matrix is never computed.
     """
