@@ -59,6 +59,17 @@ def test_each_action(action):
         assert gate.state_dict()["weights"] == trainer.batches.weights
 
 
+def test_replay_of_a_domain_without_a_source_in_this_stage_only_warns():
+    """The demo's last stage (code, math, wiki) saw reasoning's perplexity cross the threshold."""
+    sink, trainer = Sink(), StandIn()
+    gate = ForgettingGate(ForgettingSpec(watch=["reasoning"], threshold=1.5, action="replay"),
+                          {"reasoning": 20.0}, {"math": 0.9, "wiki": 0.1}, sink)
+    gate(trainer, {"step": 40, "val_loss/reasoning": math.log(40.0)})
+    (event,) = sink.records
+    assert event["domain"] == "reasoning" and "no source" in event["note"]
+    assert trainer.batches.weights is None and gate.state_dict()["weights"] == {"math": 0.9, "wiki": 0.1}
+
+
 def test_raised_share_keeps_the_sum_and_caps():
     raised = raised_share({"a": 0.6, "b": 0.3, "c": 0.1}, "c", 0.1)
     assert sum(raised.values()) == pytest.approx(1.0) and raised["c"] == pytest.approx(0.2)

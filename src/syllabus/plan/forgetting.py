@@ -45,6 +45,8 @@ class ForgettingGate:
         if action == "reduce_lr":
             trainer.lr_multiplier *= self.spec.lr_factor
             event["lr_multiplier"] = trainer.lr_multiplier
+        elif action == "replay" and domain not in self.weights:
+            event["note"] = "this stage has no source for the domain: warned only"
         elif action == "replay":
             self.weights = raised_share(self.weights, domain, self.spec.replay_step)
             trainer.batches.set_weights(self.weights)
