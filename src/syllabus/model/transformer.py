@@ -353,9 +353,7 @@ def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor
     """
     if doc_ids is None and (start == 0 or T == 1):
         return None
-    q_pos = torch.arange(start, start + T, device=device)
-    causal = q_pos[:, None] >= torch.arange(start + T, device=device)[None, :]
+    causal = _causal(T, start + T, device)
     if doc_ids is None:
-        return causal[None, None]
-    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
-    return (causal[None] & same_doc)[:, None]
+        return causal
+    return causal & (doc_ids[:, :, None] == doc_ids[:, None, :])[:, None]
