@@ -4,6 +4,7 @@
     .venv/bin/python bench/train_throughput.py                  # + compiled (several minutes more)
     .venv/bin/python bench/train_throughput.py --shapes small   # the `small` preset at seq 1024 (slow on CPU)
     .venv/bin/python bench/train_throughput.py --profile        # torch.profiler table of one syllabus step
+    .venv/bin/python bench/train_throughput.py --compile eager fused compiled   # + syllabus's fused_kernels
 
 syllabus runs its real step: ``Trainer._step`` (``accumulate_gradients`` under autocast, clipping, fused
 AdamW) fed by ``open_batches`` over prepared shards of the demo corpus, so data wait is real. The reference
@@ -158,7 +159,7 @@ class Runner:
     system: str
     shape: str
     dtype: str
-    compile: bool
+    mode: str  # what this system ran: eager, fused (syllabus's fused_kernels) or compiled
     tokens_per_step: int
     flops_per_token: float
     step: object  # () -> (seconds, data_seconds)
@@ -169,23 +170,25 @@ class Runner:
     step_seconds: float = 0.0
     memory: dict = field(default_factory=dict)
     losses: list = field(default_factory=list)
+    group: str = ""  # the comparison it belongs to (the reference runs eager in the "fused" one)
 
     @property
     def key(self) -> str:
-        return f"{self.shape}/{self.dtype}/{'compiled' if self.compile else 'eager'}"
+        return f"{self.shape}/{self.dtype}/{self.group or self.mode}"
 
 
-def syllabus_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, out_dir: Path,
+def syllabus_runner(shape: str, dtype: str, mode: str, shards, tokenizer, out_dir: Path,
                     lr: float = 6e-4, max_steps: int = 10**6, warmup: int = 0, seed: int = 0,
-                    min_lr: float = 6e-5) -> Runner:
+                    min_lr: float = 6e-5, weight_decay: float = 0.1) -> Runner:
     model_cfg, seq_len, mb = SHAPES[shape]
     torch.manual_seed(seed)
     model = Transformer(model_config_for("tiny", **model_cfg) if shape != "small"
                         else model_config_for("small", **model_cfg))
     config = PreTrainingConfig(max_seq_length=seq_len, micro_batch_size=mb, mixed_precision=dtype,
-                               compile=compiled, device="cpu" if not torch.cuda.is_available() else "cuda",
+                               compile=mode == "compiled", fused_kernels=mode == "fused",
+                               device="cpu" if not torch.cuda.is_available() else "cuda",
                                max_steps=max_steps, warmup_steps=warmup, learning_rate=lr, min_learning_rate=min_lr,
-                               lr_schedule="cosine" if warmup else "constant")
+                               lr_schedule="cosine" if warmup else "constant", weight_decay=weight_decay)
     batches = open_train_batches(shards, tokenizer, model_cfg["vocab_size"], seed)
     trainer = Trainer(config, model, tokenizer, batches, out_dir=out_dir, metrics=_NullMetrics())
     phase = Phase(0, seq_len, mb, 1)
@@ -196,12 +199,12 @@ def syllabus_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, o
         trainer.step += 1
         return window.step_seconds, window.data_seconds, loss
 
-    return Runner("syllabus", shape, dtype, compiled, seq_len * mb, model.flops_per_token(seq_len), step,
+    return Runner("syllabus", shape, dtype, mode, seq_len * mb, model.flops_per_token(seq_len), step,
                   model, trainer.optimizer)
 
 
 def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, lr: float = 6e-4,
-                     schedule=None, seed: int = 0) -> Runner:
+                     schedule=None, seed: int = 0, weight_decay: float = 0.1) -> Runner:
     """Hugging Face LlamaForCausalLM at the same shape, plain AdamW loop (same clipping, fused AdamW)."""
     import transformers
 
@@ -218,7 +221,8 @@ def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
     fwd = torch.compile(model) if compiled else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay,
+                                  fused=True)
     batches = open_train_batches(shards, tokenizer, ours.vocab_size, seed)
     amp = torch.autocast(device, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     state = {"step": 0}
@@ -241,8 +245,8 @@ def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, 
         return time.perf_counter() - t0, t_data, loss.detach()
 
     ours_model = Transformer(ours)  # flops counted by the same formula for both
-    return Runner("reference", shape, dtype, compiled, seq_len * mb, ours_model.flops_per_token(seq_len), step,
-                  model, optimizer)
+    return Runner("reference", shape, dtype, "compiled" if compiled else "eager", seq_len * mb,
+                  ours_model.flops_per_token(seq_len), step, model, optimizer)
 
 
 # --- the measurement --------------------------------------------------------------------------------------
@@ -274,7 +278,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CPU shapes, fp32+bf16, eager, 3 rounds x 3 steps")
     parser.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES))
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
-    parser.add_argument("--compile", nargs="+", default=None, choices=["eager", "compiled"])
+    parser.add_argument("--compile", nargs="+", default=None, choices=["eager", "fused", "compiled"],
+                        help="fused: syllabus with fused_kernels (RMSNorm, SwiGLU compiled), the reference eager")
     parser.add_argument("--systems", nargs="+", default=["syllabus", "reference"], choices=["syllabus", "reference"])
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps per round")
@@ -308,9 +313,10 @@ def main() -> None:
                 group = []
                 for system in args.systems:
                     if system == "syllabus":
-                        r = syllabus_runner(shape, dtype, mode == "compiled", shards, tokenizer, out_dir)
+                        r = syllabus_runner(shape, dtype, mode, shards, tokenizer, out_dir)
                     else:
                         r = reference_runner(shape, dtype, mode == "compiled", shards, tokenizer)
+                    r.group = mode
                     t = time.perf_counter()
                     for _ in range(args.warmup):
                         r.step()
@@ -341,14 +347,14 @@ def main() -> None:
         tps = statistics.median(r.round_tps)
         peak_mb = (r.memory["state"] + r.memory.get("transient", 0)) / 2**20
         row = {"system": r.system, "shape": r.shape, "dtype": r.dtype,
-               "compile": "compiled" if r.compile else "eager", "tokens_per_sec": round(tps, 1),
+               "compile": r.mode, "tokens_per_sec": round(tps, 1),
                "mfu": round(mfu(r.flops_per_token, tps, peaks[r.dtype]), 4), "peak_mem_mb": round(peak_mb, 1),
                "estimate_mem_mb": round(r.memory["estimate"] / 2**20, 1),
                "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
         rows.append(row)
         by_key.setdefault(r.key, {})[r.system] = tps
-    for row in rows:
-        key = f"{row['shape']}/{row['dtype']}/{row['compile']}"
+    for r, row in zip(runners, rows):
+        key = r.key
         pair = by_key[key]
         ratio = pair["syllabus"] / pair["reference"] if len(pair) == 2 else None
         if ratio is not None:

@@ -41,6 +41,8 @@ class PreTrainingConfig(BaseModel):
     max_seq_length: int = Field(256, ge=8, description="tokens per training sequence")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     compile: bool = Field(False, description="torch.compile the model")
+    fused_kernels: bool = Field(False, description="torch.compile only RMSNorm and SwiGLU into fused kernels, the "
+                                                   "rest eager (seconds to build; no effect with compile)")
     strategy: Literal["auto", "ddp", "fsdp"] = Field(
         "auto", description="with several ranks: ddp (replicated weights) or fsdp (FSDP2, sharded weights, "
                             "optimizer state and checkpoints); auto = ddp")

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from syllabus.config.model import ModelConfig
+from syllabus.model.fused import fused_rms_norm, fused_swiglu, rms_norm, swiglu
 
 
 class RMSNorm(nn.Module):
@@ -23,10 +24,15 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.fused = False  # Transformer.use_fused_kernels
 
     def forward(self, x: Tensor) -> Tensor:
-        # Normalise in fp32 (as LLaMA does), scale in the input's dtype.
-        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        # Normalise in fp32 (as LLaMA does); return the dtype the next matmul computes in.
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        if self.fused and self.training:
+            return fused_rms_norm(x, self.weight, self.eps, dtype)
+        return rms_norm(x, self.weight, self.eps, dtype)
 
 
 def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -208,9 +214,11 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(d, h, bias=False)
         self.up_proj = nn.Linear(d, h, bias=False)
         self.down_proj = nn.Linear(h, d, bias=False)
+        self.fused = False  # Transformer.use_fused_kernels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        act = fused_swiglu if self.fused and self.training else swiglu
+        return self.down_proj(act(self.gate_proj(x), self.up_proj(x)))
 
 
 class Block(nn.Module):
@@ -284,6 +292,12 @@ class Transformer(nn.Module):
         if labels is None:
             return self.lm_head(x)
         return linear_cross_entropy(x.reshape(B * T, -1), self.lm_head.weight, labels.reshape(-1))
+
+    def use_fused_kernels(self, enabled: bool = True) -> None:
+        """Train with RMSNorm and SwiGLU compiled into fused kernels (``model/fused.py``); eval stays eager."""
+        for module in self.modules():
+            if isinstance(module, (RMSNorm, MLP)):
+                module.fused = enabled
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

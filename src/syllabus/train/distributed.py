@@ -73,6 +73,7 @@ class DistContext:
     def wrap(self, model: torch.nn.Module, config) -> torch.nn.Module:
         """The module the loop calls. Under FSDP2 it is ``model`` itself, sharded in place."""
         model.gradient_checkpointing = bool(config.gradient_checkpointing)
+        model.use_fused_kernels(config.fused_kernels and not config.compile)
         if self.strategy == "fsdp":
             return self._fully_shard(model, config)
         if config.compile:
