@@ -51,15 +51,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--block", type=int, default=5, help="steps per turn when alternating")
     parser.add_argument("--eval-batches", type=int, default=16)
+    parser.add_argument("--weight-decay", type=float, default=0.1,
+                        help="both systems (syllabus exempts norms and embeddings, the plain reference loop does not)")
+    parser.add_argument("--trace", action="store_true", help="print both training losses after every block")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order (both systems)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "syllabus-bench"))
     args = parser.parse_args()
     shards, tokenizer = prepared_data(Path(args.cache))
     _, seq_len, mb = SHAPES[args.shape]
     schedule = lambda step: lr_at(step, peak=args.lr, minimum=args.lr / 10, warmup=args.warmup,  # noqa: E731
                                   total=args.steps, schedule="cosine", decay_fraction=0.2)
-    ours = syllabus_runner(args.shape, args.dtype, args.compile, shards, tokenizer, Path(tempfile.mkdtemp()),
-                           lr=args.lr, max_steps=args.steps, warmup=args.warmup, min_lr=args.lr / 10)
-    ref = reference_runner(args.shape, args.dtype, args.compile, shards, tokenizer, lr=args.lr, schedule=schedule)
+    mode = "compiled" if args.compile else "eager"
+    ours = syllabus_runner(args.shape, args.dtype, mode, shards, tokenizer, Path(tempfile.mkdtemp()),
+                           lr=args.lr, max_steps=args.steps, warmup=args.warmup, min_lr=args.lr / 10,
+                           seed=args.seed, weight_decay=args.weight_decay)
+    ref = reference_runner(args.shape, args.dtype, args.compile, shards, tokenizer, lr=args.lr, schedule=schedule,
+                           seed=args.seed, weight_decay=args.weight_decay)
     ref.model.load_state_dict(ours.model.state_dict())  # identical start
     n_ours = sum(p.numel() for p in ours.model.parameters())
     n_ref = sum(p.numel() for p in ref.model.parameters())
@@ -68,11 +75,16 @@ def main() -> None:
     done = 0
     while done < args.steps:
         block = min(args.block, args.steps - done)
+        last = {}
         for r in (ours, ref):
             for _ in range(block):
-                seconds, _, _ = r.step()
+                seconds, _, loss = r.step()
                 wall[r.system] += seconds
+            last[r.system] = float(loss)
         done += block
+        if args.trace:
+            print(f"step {done:4d}  train loss  syllabus {last['syllabus']:.4f}  reference {last['reference']:.4f}",
+                  flush=True)
 
     vocab = SHAPES[args.shape][0]["vocab_size"]
 
@@ -88,11 +100,13 @@ def main() -> None:
     }
     tokens = args.steps * seq_len * mb
     print(f"shape {args.shape} ({n_ours:,} params syllabus, {n_ref:,} reference), {args.dtype}, "
-          f"{'compiled' if args.compile else 'eager'}, {args.steps} steps = {tokens:,} tokens, lr {args.lr:g}")
+          f"{'compiled' if args.compile else 'eager'}, {args.steps} steps = {tokens:,} tokens, lr {args.lr:g}, "
+          f"seed {args.seed}")
     print(f"{'system':10s} {'val loss':>9s} {'wall s':>8s} {'tok/s':>8s}")
     for name in ("syllabus", "reference"):
         print(f"{name:10s} {losses[name]:9.4f} {wall[name]:8.1f} {tokens / wall[name]:8,.0f}")
     print(json.dumps({"shape": args.shape, "dtype": args.dtype, "compile": args.compile, "tokens": tokens,
+                      "lr": args.lr, "seed": args.seed, "weight_decay": args.weight_decay,
                       "params": {"syllabus": n_ours, "reference": n_ref},
                       "val_loss": {k: round(v, 4) for k, v in losses.items()},
                       "wall_seconds": {k: round(v, 1) for k, v in wall.items()}}))
