@@ -156,7 +156,7 @@ class _ExplicitAttention(torch.autograd.Function):
 
     Precision as in flash attention: scores, softmax and the gradient's ``dp - rowsum(p·dp)`` in fp32; the
     probabilities and score gradients in the input dtype for the matmuls with v, k and q. (All in bf16 it
-    ran ~1.5x faster but cost held-out loss; docs/performance.md.)
+    ran ~1.5x faster; it is not used until a loss comparison with enough seeds clears it: docs/performance.md.)
     Queries go in blocks of ``QUERY_BLOCK``; a block reads only the keys up to its last query (the mask is
     at most causal), so at sequence 256 (blocks of 64) 3/8 of the score matrix is never computed.
     """
