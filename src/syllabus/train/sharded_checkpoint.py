@@ -15,20 +15,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
+from syllabus.checkpoints.folder import MANIFEST, SHARDED_DIR, STATE_FILE, describe_file
+from syllabus.checkpoints.load import is_sharded, load_full_model_state, read_sharded  # noqa: F401 (re-exported)
 from syllabus.train import checkpoint as ckpt
-
-SHARDED_DIR = "sharded"
-
-
-def is_sharded(path: str | Path) -> bool:
-    return (Path(path) / SHARDED_DIR / ".metadata").is_file()
 
 
 def save_sharded_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -48,7 +43,7 @@ def save_sharded_checkpoint(root: str | Path, step: int, model: torch.nn.Module,
     model_state, optim_state = get_state_dict(model, optimizer)
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp / SHARDED_DIR))
     if is_main:
-        torch.save(trainer_state, tmp / ckpt.STATE_FILE)
+        torch.save(trainer_state, tmp / STATE_FILE)
         for name, payload in json_files.items():
             (tmp / name).write_text(json.dumps(payload, indent=2, sort_keys=True))
         for name, text in (text_files or {}).items():
@@ -56,8 +51,8 @@ def save_sharded_checkpoint(root: str | Path, step: int, model: torch.nn.Module,
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         for name in files:
             ckpt._fsync_file(tmp / name)
-        manifest = {"step": step, "format": "dcp", "files": {name: ckpt._describe(tmp / name) for name in files}}
-        ckpt._write_synced(tmp / ckpt.MANIFEST, json.dumps(manifest, indent=2))
+        manifest = {"step": step, "format": "dcp", "files": {name: describe_file(tmp / name) for name in files}}
+        ckpt._write_synced(tmp / MANIFEST, json.dumps(manifest, indent=2))
         ckpt._fsync_dir(tmp / SHARDED_DIR)
         ckpt._fsync_dir(tmp)
         ckpt._replace_dir(tmp, final)
@@ -76,7 +71,7 @@ def load_sharded_into(path: str | Path, model: torch.nn.Module, optimizer: torch
 
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    _load(state, path, collective)
+    read_sharded(state, path, collective)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
 
 
@@ -97,28 +92,6 @@ def load_full_into_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimi
                                 for g in optimizer_state["param_groups"]]}
     set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=by_name,
                    options=StateDictOptions(full_state_dict=True))
-
-
-def load_full_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model's full state dict (Hugging Face names) from a sharded checkpoint, in this process alone.
-
-    Tensors are allocated from the DCP metadata, so no model needs to exist yet (as for export)."""
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-
-    folder = str(Path(path) / SHARDED_DIR)
-    metadata = dcp.FileSystemReader(folder).read_metadata()
-    state = {}
-    for key, meta in metadata.state_dict_metadata.items():
-        if key.startswith("model.") and isinstance(meta, TensorStorageMetadata):
-            state[key.removeprefix("model.")] = torch.empty(meta.size, dtype=meta.properties.dtype)
-    _load({"model": state}, path, collective=False)
-    return state
-
-
-def _load(state: dict, path: str | Path, collective: bool) -> None:
-    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
-        warnings.filterwarnings("ignore", message=".*single process", category=UserWarning)
-        dcp.load(state, checkpoint_id=str(Path(path) / SHARDED_DIR), no_dist=not collective)
 
 
 def _barrier() -> None:
