@@ -35,6 +35,9 @@ class PreTrainer:
         dist = DistContext.from_env(cfg.device, cfg.strategy, cfg.dist_timeout_seconds)
         if not dist.is_main:  # one voice: rank 0 logs; the others only warn and fail
             log.setLevel(max(log.level, logging.WARNING))
+        else:
+            for warning in cfg.schedule_warnings():
+                log.warning("%s", warning)
         try:
             return self._train(dist)
         except BaseException as err:
