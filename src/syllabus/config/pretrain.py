@@ -86,6 +86,9 @@ class PreTrainingConfig(BaseModel):
     out_dir: str = Field("runs/pretrain", description="run folder: metrics, checkpoints, tokenizer")
     checkpoint_dir: str | None = Field(None, description="default: OUT_DIR/checkpoints")
     save_interval: int = Field(100, ge=1, description="steps between checkpoints")
+    async_save: bool = Field(False, description="copy the state to host memory, then write the periodic "
+                                                "checkpoint in the background while training goes on (FSDP2: "
+                                                "torch.distributed.checkpoint.async_save)")
     keep_last_n_checkpoints: int = Field(3, ge=1,
                                        description="step checkpoints kept on disk (best and final are kept besides)")
     resume: str | None = Field(None, description="'auto' (newest valid checkpoint) or a checkpoint folder")

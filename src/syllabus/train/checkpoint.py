@@ -45,6 +45,7 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict[str, torch.Te
         entries[MODEL_FILE] = write_hashed(tmp / MODEL_FILE, weights)
         del weights
         faults.check_save(step)
+        faults.slow_save(step)
         with HashingWriter(tmp / STATE_FILE) as out:
             torch.save(trainer_state, out)
             entries[STATE_FILE] = out.close()
