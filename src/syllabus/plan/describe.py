@@ -1,12 +1,10 @@
-"""The plan as a table before it runs, and a run folder's progress (``syllabus status``)."""
+"""The plan as a table before it runs: stages, mixtures, budgets, LR, curriculum and an estimated time."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from syllabus.config.plan import PlanConfig
 from syllabus.plan.stages import stage_phases, stage_weights
+from syllabus.plan.status import duration
 
 ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measured matmul peak
 
@@ -30,7 +28,7 @@ def describe_plan(plan: PlanConfig, steps: list[int], epoch_tokens: dict[str, in
                 part += f" ({share * tokens / epoch_tokens[source]:.2g} ep)"
             mix.append(part)
         lr = f"{config.learning_rate:.1e}→{config.min_learning_rate:.1e}"
-        estimate = _duration(tokens * seconds_per_token) if seconds_per_token else "?"
+        estimate = duration(tokens * seconds_per_token) if seconds_per_token else "?"
         lines.append(f"{i + 1:<3}{stage.name:<14}{steps[i]:>7}{tokens:>11,}  {lr:<18}{estimate:>8}  {', '.join(mix)}")
         for p in phases:
             lines.append(f"{'':<17}from step {p.at}: seq_len {p.seq_len}, micro batch {p.micro_batch_size} × "
@@ -54,37 +52,3 @@ def _seconds_per_token(plan: PlanConfig) -> float | None:
     if torch.cuda.is_available():
         return None
     return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * matmul_peak_flops(dtype, "cpu"))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{seconds / 60:.1f}m" if seconds >= 60 else f"{seconds:.0f}s"
-
-
-def run_status(run_dir: str | Path) -> str:
-    """Where a run stands: stages done, the current stage's last logged step and loss."""
-    run_dir = Path(run_dir)
-    state_file = run_dir / "run_state.json"
-    if not (run_dir / "plan.yaml").exists():
-        return f"{run_dir}: not a plan run folder (no plan.yaml)"
-    import yaml
-
-    plan = yaml.safe_load((run_dir / "plan.yaml").read_text())
-    state = json.loads(state_file.read_text()) if state_file.exists() else {"completed": [], "started": {}}
-    last: dict[str, dict] = {}
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        for line in open(metrics):
-            record = json.loads(line)
-            if "loss" in record and "stage" in record:
-                last[record["stage"]] = record
-    lines = [f"plan '{plan['name']}' in {run_dir}"]
-    for i, stage in enumerate(plan["stages"]):
-        name = stage["name"]
-        status = "done" if name in state["completed"] else "in progress" if name in state["started"] else "not started"
-        detail = ""
-        if name in last:
-            detail = f"  step {last[name]['step']}, loss {last[name]['loss']:.4f}, {last[name]['tokens_seen']:,} tokens"
-        lines.append(f"  {i + 1}. {name:<14} {status}{detail}")
-    if (run_dir / "report.md").exists():
-        lines.append(f"report: {run_dir / 'report.md'}")
-    return "\n".join(lines)
