@@ -4,6 +4,8 @@ export and checkpoint reading never import the training code."""
 import ast
 from pathlib import Path
 
+import pytest
+
 import syllabus
 
 SRC = Path(syllabus.__file__).parent
@@ -80,3 +82,15 @@ def test_evaluation_export_and_checkpoint_reading_do_not_import_training():
     for name, edges in graph.items():
         if name.startswith(("syllabus.evaluate", "syllabus.export", "syllabus.checkpoints")):
             assert not {e for e in edges if e.startswith("syllabus.train")}, name
+
+
+def test_one_task_list_the_config_the_cli_and_the_evaluator_agree_on(capsys):
+    from syllabus.cli.main import build_parser
+    from syllabus.config.plan import BENCHMARK_TASKS
+    from syllabus.evaluate.tasks import TASK_NAMES, TASKS
+
+    assert list(TASKS) == list(BENCHMARK_TASKS)
+    assert TASK_NAMES == ("ppl", *BENCHMARK_TASKS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--help"])
+    assert ",".join(("ppl", *BENCHMARK_TASKS)) in "".join(capsys.readouterr().out.split())

@@ -61,7 +61,8 @@ class PreTrainingConfig(BaseModel):
     vocab_size: int = Field(8192, ge=256, description="vocabulary size when a tokenizer is trained")
     doc_attention: bool = Field(False, description="attend only within each packed document")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    pin_memory: bool = Field(False, description="pin batches in page-locked memory (CUDA)")
+    pin_memory: bool = Field(False, description="CUDA: copy each batch to page-locked memory so its transfer to "
+                                                "the GPU is asynchronous (no effect on CPU)")
 
     # --- optimisation
     micro_batch_size: int = Field(8, ge=1, description="sequences per forward/backward pass on each rank")

@@ -322,6 +322,8 @@ class Trainer:
         for micro in range(phase.grad_accum_steps):
             t_data = time.perf_counter()
             batch = self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
+            if self.config.pin_memory and self.dist.device.type == "cuda":  # page-locked: the copy below is async
+                batch = {k: v.pin_memory() for k, v in batch.items()}
             batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
             if window is not None:
                 window.data_seconds += time.perf_counter() - t_data
