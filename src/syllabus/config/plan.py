@@ -28,6 +28,8 @@ class _Strict(BaseModel):
 
 
 class TokenizerSpec(_Strict):
+    """The plan's tokenizer: an existing ``tokenizer.json``, or a byte-level BPE trained once on the sources."""
+
     vocab_size: int = Field(8192, ge=258, description="size of the BPE vocabulary trained on the sources")
     train_on: list[str] | None = Field(None, description="sources to train on; default: all")
     path: str | None = Field(None, description="an existing tokenizer.json instead of training one")
@@ -53,6 +55,8 @@ class Budget(_Strict):
 
 
 class LRSpec(_Strict):
+    """A stage's learning rate: linear warmup to ``peak``, then ``schedule`` down to ``min`` by its last step."""
+
     peak: float = Field(6e-4, gt=0, description="peak learning rate, reached at the end of warmup")
     min: float | None = Field(None, ge=0, description="default: peak / 10")
     warmup: int = Field(100, ge=0, description="optimizer steps of linear warmup from 0 to peak")
@@ -78,11 +82,15 @@ class CurriculumPoint(_Strict):
 
 
 class ReplaySpec(_Strict):
+    """Data of earlier stages mixed into this one, as a share of its tokens."""
+
     fraction: float = Field(gt=0, lt=1, description="share of the stage's tokens drawn from the replayed data")
     from_: list[str] = Field(alias="from", min_length=1, description="earlier stages or the sources they used")
 
 
 class StageConfig(_Strict):
+    """One stage: its data mixture (token shares), budget, LR, curriculum, replay and special tokens."""
+
     name: str = Field(min_length=1, description="the stage's name: its folder, its records and --pause-after use it")
     data: dict[str, float] = Field(min_length=1, description="source name -> weight (in tokens)")
     budget: Budget = Field(default_factory=lambda: Budget(steps=100),
@@ -101,6 +109,8 @@ class StageConfig(_Strict):
 
 
 class EvaluationSpec(_Strict):
+    """Validation losses every ``every`` steps and, at each stage's end, perplexity and benchmark tasks."""
+
     every: int = Field(200, ge=1, description="steps between evaluations within a stage")
     perplexity: list[str] = Field(default_factory=list, description="sources whose held-out split is scored")
     tasks: list[str] = Field(default_factory=list, description="benchmark tasks run at each stage's end")
@@ -109,6 +119,9 @@ class EvaluationSpec(_Strict):
 
 
 class ForgettingSpec(_Strict):
+    """The forgetting gate: fires when a watched domain's perplexity exceeds ``threshold`` × its value at the end
+    of its stage."""
+
     watch: list[str] | str = Field(default_factory=list,
                                    description="domains (sources) whose perplexity is watched once their stage has "
                                                "ended")
@@ -125,11 +138,20 @@ class ForgettingSpec(_Strict):
 
 
 class ModelSpec(_Strict):
+    """The model's shape: a size preset plus any ``ModelConfig`` field in ``overrides``."""
+
     size: Literal["tiny", "small", "base", "large"] = Field("tiny", description="size preset")
     overrides: dict = Field(default_factory=dict, description="any ModelConfig field")
 
 
 class PlanConfig(_Strict):
+    """A multi-stage plan: sources, model, tokenizer, the stages in order, evaluation and the forgetting gate.
+
+    Checked whole at construction: one ``ValidationError`` listing every problem, one line per field path
+    (``load_config`` turns it into a ``ConfigError``). ``training_config(i, steps)`` resolves stage ``i`` into
+    the ``PreTrainingConfig`` it trains with (defaults, then the stage's own settings and overrides). Every key
+    is listed in ``docs/plan.md``."""
+
     name: str = Field(min_length=1, description="the plan's name: the default run folder is runs/<name>")
     sources: dict[str, str] = Field(min_length=1, description="source name -> path (folder, files, glob, shards)")
     model: ModelSpec = Field(default_factory=ModelSpec, description="the model's shape: a preset plus overrides")

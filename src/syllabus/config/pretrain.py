@@ -37,6 +37,12 @@ class ModelOverrides(BaseModel):
 
 
 class PreTrainingConfig(BaseModel):
+    """Every setting of one stage of training, checked at construction (``ValidationError`` naming the field).
+
+    Units: lengths and batch sizes in tokens and sequences per rank, ``max_steps``/``warmup_steps``/intervals
+    in optimizer steps, learning rates per step. Assignment is validated too. See ``docs/plan.md`` for every
+    field, its type, default and meaning."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     # --- model
