@@ -119,7 +119,11 @@ def test_sigkill_then_rerun_gives_identical_losses(three_stage_plan, three_stage
     out = tmp_path / "run"
     code = start_and_signal(run_argv(three_stage_plan, out), out / when, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    run(run_argv(three_stage_plan, out))
+    done = run(run_argv(three_stage_plan, out))
+    stage_one_logged = [r["step"] for r in records(out, stage="one") if "loss" in r]
+    assert stage_one_logged == list(range(1, 9)), "stage one ran again: the rerun did not continue the run"
+    if "2-two" in when:
+        assert f"resumed from {out / 'stages' / '2-two' / 'checkpoints'}/step_" in done.stderr
     assert losses(out) == three_stage_straight
 
 
