@@ -41,6 +41,11 @@ def test_two_stages_hand_over_weights_and_write_a_report(two_stage_run):
     final_1 = run_dir / "stages" / "1-foundation" / "checkpoints" / "final"
     (start,) = records(run_dir, event="stage_start", stage="code")
     assert start["init_sha256"] == weights_digest(ckpt.load_model_state(final_1))
+    # the weights were really loaded: stage two starts where stage one ended, not from a fresh initialisation
+    wiki = {stage: [r["val_loss/wiki"] for r in records(run_dir, stage=stage) if "val_loss/wiki" in r]
+            for stage in ("foundation", "code")}
+    learned = wiki["foundation"][0] - wiki["foundation"][-1]
+    assert learned > 0.2 and abs(wiki["code"][0] - wiki["foundation"][-1]) < 0.25 * learned, wiki
     report = (run_dir / "report.md").read_text()
     assert "| foundation |" in report and "| code |" in report
     for name in ("loss_by_stage.png", "val_perplexity.png", "data_mix.png", "throughput.png"):
