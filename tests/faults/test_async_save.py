@@ -8,7 +8,8 @@ import pytest
 
 from syllabus.checkpoints import verify_checkpoint
 from tests.faults.conftest import PRETRAIN_STEPS
-from tests.faults.harness import checkpoint_steps, finish, metric_records, ok, pretrain_argv, start, step_losses, wait_until
+from tests.faults.harness import (checkpoint_steps, finish, metric_records, ok, pretrain_argv, start, step_losses,
+                                  wait_until)
 
 pytestmark = pytest.mark.slow
 SLOW_AT_8 = {"SYLLABUS_FAULT_SLOW_SAVE_STEPS": "8", "SYLLABUS_FAULT_SLOW_SAVE_SECONDS": "30"}

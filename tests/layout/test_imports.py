@@ -29,7 +29,8 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
                 edges.add(base)
                 edges |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
         graph[name] = {e for e in edges if e in modules and e != name}

@@ -22,7 +22,9 @@ RATE_WINDOW = 20  # the ETA uses the wall time of this many last logged steps
 
 def duration(seconds: float) -> str:
     """``40s``, ``3.2m`` or ``1.5h``."""
-    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{seconds / 60:.1f}m" if seconds >= 60 else f"{seconds:.0f}s"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 60:.1f}m" if seconds >= 60 else f"{seconds:.0f}s"
 
 
 def run_state_line(run_dir: Path, plan: dict, state: dict) -> tuple[str, bool]:
