@@ -52,3 +52,18 @@ def test_warmup_beyond_max_steps_is_warned_once_naming_both(code_corpus, code_to
 def test_warmup_below_max_steps_is_not_warned():
     assert PreTrainingConfig(max_steps=40, warmup_steps=10).schedule_warnings() == []
     assert PreTrainingConfig(max_steps=40).schedule_warnings() != []  # the default warmup of 100
+
+
+def test_a_plan_stage_whose_warmup_outlasts_it_is_warned_once_in_the_plan_table(tmp_path):
+    from syllabus.config import validate
+    from syllabus.config.plan import PlanConfig
+    from syllabus.plan.describe import describe_plan
+    from syllabus.plan.stages import resolve_stages
+
+    plan = validate(PlanConfig, {"name": "p", "sources": {"a": "a", "b": "b"}, "stages": [
+        {"name": "short", "data": {"a": 1.0}, "budget": {"steps": 40}},  # the default warmup of 100 steps
+        {"name": "fine", "data": {"b": 1.0}, "budget": {"steps": 40}, "lr": {"warmup": 10}}]})
+    table = describe_plan(plan, resolve_stages(plan, tmp_path, {}), {})
+    warnings = [line.strip() for line in table.splitlines() if "warning:" in line]
+    assert warnings == ["warning: stages.0.lr.warmup (100) >= the stage's max_steps (40): cut to 39, the LR peaks "
+                        "only at the end; lower lr.warmup"]

@@ -11,7 +11,9 @@ ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measure
 
 def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[str, int]) -> str:
     """Per stage: sources and token shares, budget in steps and tokens (and epochs per source), LR,
-    curriculum phases and an estimated time on this machine."""
+    curriculum phases, an estimated time on this machine, and a ``warning:`` line for a setting that is valid
+    but almost surely not meant (a warmup not shorter than the stage, which the plan cuts to the stage's length).
+    The runner prints it once, on the main rank, before training."""
     seconds_per_token = _seconds_per_token(plan)
     lines = [f"plan '{plan.name}': {len(stages)} stages, model {plan.model.size}", ""]
     header = f"{'#':<3}{'stage':<14}{'steps':>7}{'tokens':>11}  {'lr peak→min':<18}{'est.':>8}  mixture (share of tokens)"
@@ -35,6 +37,11 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
         if stage.new_tokens:
             lines.append(f"{'':<17}adds special tokens {' '.join(stage.new_tokens)}")
+        warmup = plan.stages[stage.index].lr.warmup
+        if warmup >= steps:  # the plan cuts it to steps - 1: the LR would peak only at the stage's last step
+            lines.append(f"{'':<17}warning: stages.{stage.index}.lr.warmup ({warmup}) >= the stage's max_steps "
+                         f"({steps}): cut to {config.warmup_steps}, the LR peaks only at the end; lower lr.warmup")
+        lines += [f"{'':<17}warning: {warning}" for warning in config.schedule_warnings()]
     return "\n".join(lines)
 
 
