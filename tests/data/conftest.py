@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
 
+import syllabus.data.installed as installed
 from syllabus.data import train_tokenizer
 
 
 def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
-    return Path(list(spec.submodule_search_locations)[0])
+    folder = installed.package_dir(name)
+    assert folder is not None, f"{name} is not installed"
+    return folder
 
 
 @pytest.fixture(scope="session")

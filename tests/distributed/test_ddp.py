@@ -44,7 +44,8 @@ def test_sigterm_to_one_rank_stops_both_then_resumes_on_one_and_on_two_ranks(ddp
         shutil.copytree(stopped, out)
         resume = pretrain_args(code_corpus, code_tokenizer, out, *args)
         resume[resume.index("--batch-size") + 1] = batch  # the same global batch
-        run(torchrun_argv(2, resume) if ranks == 2 else single_argv(resume))
+        done = run(torchrun_argv(2, resume) if ranks == 2 else single_argv(resume))
+        assert f"resumed from {out / 'checkpoints' / f'step_{at}'} at step {at}" in done.stderr
         resumed = step_values(out)
         if ranks == 2:  # same world: bit for bit
             assert [resumed[s] for s in range(1, STEPS + 1)] == [reference[s] for s in range(1, STEPS + 1)]

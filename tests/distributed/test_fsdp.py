@@ -45,9 +45,11 @@ def test_fsdp_checkpoint_is_sharded_and_resumes_exactly_on_two_ranks(fsdp_run, c
     assert (step_6 / "sharded" / ".metadata").is_file() and not (step_6 / "model.safetensors").exists()
     assert verify_checkpoint(step_6) is None
     out = resume_from_step_6(fsdp_run, tmp_path)
-    run(torchrun_argv(2, pretrain_args(code_corpus, code_tokenizer, out, "--strategy", "fsdp", "--batch-size", "2",
-                                       "--gradient-accumulation-steps", "2", "--max-steps", str(STEPS),
-                                       "--resume", "auto", "--eval-interval", str(STEPS))))
+    done = run(torchrun_argv(2, pretrain_args(code_corpus, code_tokenizer, out, "--strategy", "fsdp",
+                                              "--batch-size", "2", "--gradient-accumulation-steps", "2",
+                                              "--max-steps", str(STEPS), "--resume", "auto",
+                                              "--eval-interval", str(STEPS))))
+    assert f"resumed from {out / 'checkpoints' / 'step_6'} at step 6" in done.stderr
     resumed, straight = step_values(out), step_values(fsdp_run)
     assert [resumed[s] for s in range(7, STEPS + 1)] == [straight[s] for s in range(7, STEPS + 1)]
     assert step_values(out, "val_loss")[STEPS] == step_values(fsdp_run, "val_loss")[STEPS]
@@ -55,8 +57,9 @@ def test_fsdp_checkpoint_is_sharded_and_resumes_exactly_on_two_ranks(fsdp_run, c
 
 def test_fsdp_checkpoint_resumes_on_one_rank(fsdp_run, code_corpus, code_tokenizer, tmp_path):
     out = resume_from_step_6(fsdp_run, tmp_path)
-    run(single_argv(pretrain_args(code_corpus, code_tokenizer, out, "--strategy", "fsdp", "--batch-size", "8",
-                                  "--max-steps", str(STEPS), "--resume", "auto")))
+    done = run(single_argv(pretrain_args(code_corpus, code_tokenizer, out, "--strategy", "fsdp",
+                                         "--batch-size", "8", "--max-steps", str(STEPS), "--resume", "auto")))
+    assert f"resumed from {out / 'checkpoints' / 'step_6'} at step 6" in done.stderr
     assert_close(step_values(out), step_values(fsdp_run), range(7, STEPS + 1), 1e-5)
 
 

@@ -39,10 +39,18 @@ def test_sampling_filters():
     logits = torch.tensor([[0.0, 5.0, 4.9, -1.0]])
     assert int(choose_next(logits, Sampling(), None)) == 1
     g = torch.Generator().manual_seed(0)
-    picks = {int(choose_next(logits, Sampling(temperature=1.0, top_k=2), g)) for _ in range(50)}
-    assert picks <= {1, 2}
+    picks = [int(choose_next(logits, Sampling(temperature=1.0, top_k=2), g)) for _ in range(200)]
+    assert set(picks) == {1, 2}  # both kept tokens are drawn (greedy would give only 1), nothing else is
+    assert 0.35 < picks.count(2) / len(picks) < 0.6  # in proportion to exp(4.9) : exp(5.0), about 0.475
     picks = {int(choose_next(logits, Sampling(temperature=1.0, top_p=0.01), g)) for _ in range(20)}
     assert picks == {1}
+
+
+def test_sampling_draws_from_the_distribution_and_a_seed_repeats_it(model, tokenizer):
+    runs = {seed: generate(model, tokenizer, ["A man is"], Sampling(max_new_tokens=12, temperature=1.0, seed=seed))[0]
+            for seed in range(4)}
+    assert len(set(runs.values())) > 1  # greedy decoding would give one text whatever the seed
+    assert runs[2] == generate(model, tokenizer, ["A man is"], Sampling(max_new_tokens=12, temperature=1.0, seed=2))[0]
 
 
 def test_safe_length_holds_back_possible_stop():

@@ -41,6 +41,11 @@ def test_two_stages_hand_over_weights_and_write_a_report(two_stage_run):
     final_1 = run_dir / "stages" / "1-foundation" / "checkpoints" / "final"
     (start,) = records(run_dir, event="stage_start", stage="code")
     assert start["init_sha256"] == weights_digest(ckpt.load_model_state(final_1))
+    # the weights were really loaded: stage two starts where stage one ended, not from a fresh initialisation
+    wiki = {stage: [r["val_loss/wiki"] for r in records(run_dir, stage=stage) if "val_loss/wiki" in r]
+            for stage in ("foundation", "code")}
+    learned = wiki["foundation"][0] - wiki["foundation"][-1]
+    assert learned > 0.2 and abs(wiki["code"][0] - wiki["foundation"][-1]) < 0.25 * learned, wiki
     report = (run_dir / "report.md").read_text()
     assert "| foundation |" in report and "| code |" in report
     for name in ("loss_by_stage.png", "val_perplexity.png", "data_mix.png", "throughput.png"):
@@ -120,7 +125,11 @@ def test_sigkill_then_rerun_gives_identical_losses(three_stage_plan, three_stage
     out = tmp_path / "run"
     code = start_and_signal(run_argv(three_stage_plan, out), out / when, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    run(run_argv(three_stage_plan, out))
+    done = run(run_argv(three_stage_plan, out))
+    stage_one_logged = [r["step"] for r in records(out, stage="one") if "loss" in r]
+    assert stage_one_logged == list(range(1, 9)), "stage one ran again: the rerun did not continue the run"
+    if "2-two" in when:
+        assert f"resumed from {out / 'stages' / '2-two' / 'checkpoints'}/step_" in done.stderr
     assert losses(out) == three_stage_straight
 
 

@@ -76,3 +76,37 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, model, capsys):
     with pytest.raises(ckpt.CheckpointError, match="refused"):
         ckpt.load_trainer_state(path)
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_checksums_taken_while_writing_match_the_files_and_catch_a_flip_in_any_file(tmp_path, model):
+    import json
+
+    import xxhash
+
+    path = save(tmp_path, 7, model)
+    manifest = json.loads((path / "manifest.json").read_text())["files"]
+    for name, entry in manifest.items():
+        data = (path / name).read_bytes()
+        assert entry == {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}, name
+    for name in manifest:  # the same size, one bit changed: only the checksum can tell
+        data = bytearray((path / name).read_bytes())
+        data[len(data) // 2] ^= 0x10
+        (path / name).write_bytes(bytes(data))
+        assert ckpt.verify_checkpoint(path) == f"{name} does not match its checksum"
+        data[len(data) // 2] ^= 0x10
+        (path / name).write_bytes(bytes(data))
+    assert ckpt.verify_checkpoint(path) is None
+
+
+def test_a_manifest_written_with_sha256_still_verifies(tmp_path, model):
+    import hashlib
+    import json
+
+    path = save(tmp_path, 3, model)
+    files = {name: {"size": (path / name).stat().st_size,
+                    "sha256": hashlib.sha256((path / name).read_bytes()).hexdigest()}
+             for name in json.loads((path / "manifest.json").read_text())["files"]}
+    (path / "manifest.json").write_text(json.dumps({"step": 3, "files": files}))
+    assert ckpt.verify_checkpoint(path) is None
+    (path / "model_config.json").write_text((path / "model_config.json").read_text().replace("1", "2", 1))
+    assert ckpt.verify_checkpoint(path) == "model_config.json does not match its checksum"

@@ -95,5 +95,13 @@ def test_tensorboard_and_offline_wandb_write_their_logs(code_corpus, code_tokeni
     pytest.importorskip("wandb")
     run(pretrain_argv(code_corpus, code_tokenizer, tmp_path, "--max-steps", "3", "--use-tensorboard",
                       "--use-wandb"))
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    losses = step_losses(tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("loss")}  # every step's loss reached TensorBoard
+    assert sorted(logged) == [1, 2, 3] and all(abs(logged[s] - losses[s]) < 1e-5 for s in logged)
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    history = offline.read_bytes()  # protobuf records; each logged value is kept as its JSON text
+    assert all(json.dumps(losses[s]).encode() in history for s in (1, 2, 3))  # W&B got every step's loss

@@ -23,7 +23,8 @@ def test_sigkill_after_step_20_checkpoint_then_resume(straight, code_corpus, cod
     code = start_and_signal(argv, tmp_path / "checkpoints" / "step_20" / "manifest.json", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert not (tmp_path / "checkpoints" / "step_40").exists(), "the run finished before it was killed"
-    run(argv)
+    done = run(argv)
+    assert f"resumed from {tmp_path / 'checkpoints' / 'step_20'} at step 20" in done.stderr  # not a fresh start
     resumed = step_losses(tmp_path)
     assert [resumed[s] for s in range(21, 41)] == [straight[s] for s in range(21, 41)]
 
@@ -35,6 +36,7 @@ def test_sigterm_checkpoints_exits_zero_and_resumes_exactly(straight, code_corpu
     assert code == 0
     saved = sorted((tmp_path / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and int(saved[0].name.split("_")[1]) < 40
-    run(argv)
+    done = run(argv)
+    assert f"resumed from {saved[0]} at step {saved[0].name.split('_')[1]}" in done.stderr  # not a fresh start
     resumed = step_losses(tmp_path)
     assert [resumed[s] for s in range(1, 41)] == [straight[s] for s in range(1, 41)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from syllabus.config.errors import ConfigError
+from syllabus.config.plan import BENCHMARK_TASKS
 
-TASKS = "ppl,gsm8k,hellaswag,mmlu,arc,arc_challenge,humaneval,arithmetic"
+TASKS = ",".join(("ppl", *BENCHMARK_TASKS))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

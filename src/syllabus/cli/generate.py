@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from syllabus.evaluate.generation import Sampling, stream_text
-    from syllabus.train.checkpoint import load_model
+    from syllabus.checkpoints import load_model
 
     model, tokenizer = load_model(args.checkpoint, device=args.device)
     sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,

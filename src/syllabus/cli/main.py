@@ -26,12 +26,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What `main` returns; shown at the end of every --help.
+EXIT_CODES = """exit codes:
+  0    done, or stopped by SIGINT/SIGTERM after saving a checkpoint (run again to continue)
+  1    the run stopped itself for a stated reason; its newest checkpoint is intact
+  2    bad arguments or configuration (the line names the field and what is allowed)
+  130  interrupted before a checkpoint could be saved"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syllabus", description="Multi-stage language-model pre-training.")
+    parser = argparse.ArgumentParser(prog="syllabus", description="Multi-stage language-model pre-training.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import types
 import typing
 
 import yaml
@@ -25,12 +26,37 @@ def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel],
             continue  # nested blocks: use --set block.field=value
         flags = [f"--{name.replace('_', '-')}"] + (aliases or {}).get(name, [])
         help_text = f"{field.description or ''} (default: {field.get_default(call_default_factory=True)})"
-        kwargs: dict = dict(dest=f"field_{name}", default=argparse.SUPPRESS, help=help_text.strip())
+        kwargs: dict = dict(dest=f"field_{name}", default=argparse.SUPPRESS, help=help_text.strip(),
+                            metavar=metavar(name, annotation))
         if annotation is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         elif typing.get_origin(annotation) is list:
             kwargs.update(nargs="+")
         parser.add_argument(*flags, **kwargs)
+
+
+# str fields whose value is a file or folder (the rest of the str fields are names or words)
+_PATH_WORDS = ("dir", "path", "tokenizer", "sources", "checkpoint", "file")
+
+
+def metavar(name: str, annotation) -> str:
+    """What a human reads after the flag: ``N``, ``LR``, ``X``, ``PATH``, ``auto|PATH``, ``{a,b,c}``, ``TEXT``.
+
+    ``Optional``/``list`` wrappers are looked through (a list flag repeats the metavar)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(annotation)) + "}"
+    if typing.get_origin(annotation) in (list, typing.Union, types.UnionType) and len(args) == 1:
+        return metavar(name, args[0])
+    if annotation is int:
+        return "N"
+    if annotation is float:
+        return "LR" if "learning_rate" in name else "X"
+    if name == "resume":
+        return "auto|PATH"
+    if any(word in name for word in _PATH_WORDS):
+        return "PATH"
+    return "TEXT"
 
 
 def config_from_args(model: type[M], args: argparse.Namespace) -> M:

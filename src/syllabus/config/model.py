@@ -15,16 +15,16 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     vocab_size: int = Field(8192, ge=2, description="rows of the embedding (>= the tokenizer's size)")
-    hidden_size: int = Field(256, ge=8)
-    num_hidden_layers: int = Field(4, ge=1)
-    num_attention_heads: int = Field(4, ge=1)
+    hidden_size: int = Field(256, ge=8, description="width of the residual stream")
+    num_hidden_layers: int = Field(4, ge=1, description="decoder blocks")
+    num_attention_heads: int = Field(4, ge=1, description="query heads per block")
     num_key_value_heads: int | None = Field(None, ge=1, description="grouped-query attention; None = heads")
     intermediate_size: int = Field(704, ge=8, description="SwiGLU hidden width")
     max_position_embeddings: int = Field(1024, ge=8, description="longest seq_len the model accepts")
-    rope_theta: float = Field(10000.0, gt=0)
-    rms_norm_eps: float = Field(1e-5, gt=0)
-    tie_word_embeddings: bool = True
-    initializer_range: float = Field(0.02, gt=0)
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency")
+    rms_norm_eps: float = Field(1e-5, gt=0, description="epsilon added inside RMSNorm")
+    tie_word_embeddings: bool = Field(True, description="the output head shares the embedding matrix")
+    initializer_range: float = Field(0.02, gt=0, description="standard deviation of the normal weight initialisation")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":

@@ -28,7 +28,9 @@ class _Strict(BaseModel):
 
 
 class TokenizerSpec(_Strict):
-    vocab_size: int = Field(8192, ge=258)
+    """The plan's tokenizer: an existing ``tokenizer.json``, or a byte-level BPE trained once on the sources."""
+
+    vocab_size: int = Field(8192, ge=258, description="size of the BPE vocabulary trained on the sources")
     train_on: list[str] | None = Field(None, description="sources to train on; default: all")
     path: str | None = Field(None, description="an existing tokenizer.json instead of training one")
 
@@ -36,9 +38,13 @@ class TokenizerSpec(_Strict):
 class Budget(_Strict):
     """Exactly one of steps, tokens or epochs (of the stage's own data, not counting replay)."""
 
-    steps: int | None = Field(None, ge=1)
-    tokens: float | None = Field(None, gt=0)
-    epochs: float | None = Field(None, gt=0)
+    steps: int | None = Field(None, ge=1, description="optimizer steps")
+    tokens: float | None = Field(None, gt=0,
+                                 description="training tokens (all ranks), turned into steps with the stage's tokens "
+                                             "per step")
+    epochs: float | None = Field(None, gt=0,
+                                 description="passes over the stage's own sources (replay not counted), turned into "
+                                             "steps")
 
     @model_validator(mode="after")
     def _one(self) -> "Budget":
@@ -49,10 +55,14 @@ class Budget(_Strict):
 
 
 class LRSpec(_Strict):
-    peak: float = Field(6e-4, gt=0)
+    """A stage's learning rate: linear warmup to ``peak``, then ``schedule`` down to ``min`` by its last step."""
+
+    peak: float = Field(6e-4, gt=0, description="peak learning rate, reached at the end of warmup")
     min: float | None = Field(None, ge=0, description="default: peak / 10")
-    warmup: int = Field(100, ge=0)
-    schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    warmup: int = Field(100, ge=0, description="optimizer steps of linear warmup from 0 to peak")
+    schedule: Literal["cosine", "constant", "wsd"] = Field("cosine",
+                                        description="shape after warmup: cosine to min, constant, or wsd "
+                                                    "(warmup-stable-decay)")
 
 
 class CurriculumPoint(_Strict):
@@ -61,15 +71,20 @@ class CurriculumPoint(_Strict):
     Invariant: when ``micro_batch_size`` is not given it is chosen so tokens per step stay as configured.
     """
 
-    at: float = Field(ge=0)
-    seq_len: int = Field(ge=8)
-    micro_batch_size: int | None = Field(None, ge=1)
-    grad_accum_steps: int | None = Field(None, ge=1)
-    lr_scale: float = Field(1.0, gt=0)
+    at: float = Field(ge=0, description="first step of this phase, or a fraction of the stage's steps when below 1")
+    seq_len: int = Field(ge=8, description="tokens per training sequence from this point on")
+    micro_batch_size: int | None = Field(None, ge=1,
+                                        description="sequences per micro-batch; default: keeps the first point's "
+                                                    "tokens per step")
+    grad_accum_steps: int | None = Field(None, ge=1,
+                                         description="micro-batches per optimizer step; default: the stage's")
+    lr_scale: float = Field(1.0, gt=0, description="multiplies the scheduled learning rate in this phase")
 
 
 class ReplaySpec(_Strict):
-    fraction: float = Field(gt=0, lt=1)
+    """Data of earlier stages mixed into this one, as a share of its tokens."""
+
+    fraction: float = Field(gt=0, lt=1, description="share of the stage's tokens drawn from the replayed data")
     from_: list[str] = Field(alias="from", min_length=1, description="earlier stages or the sources they used")
 
 
@@ -84,32 +99,47 @@ class MergeSpec(_Strict):
 
 
 class StageConfig(_Strict):
-    name: str = Field(min_length=1)
+    """One stage: its data mixture (token shares), budget, LR, curriculum, replay and special tokens."""
+
+    name: str = Field(min_length=1, description="the stage's name: its folder, its records and --pause-after use it")
     data: dict[str, float] = Field(min_length=1, description="source name -> weight (in tokens)")
-    budget: Budget = Field(default_factory=lambda: Budget(steps=100))
-    lr: LRSpec = Field(default_factory=LRSpec)
-    curriculum: list[CurriculumPoint] = Field(default_factory=list)
-    replay: ReplaySpec | None = None
-    special_tokens: list[str] = Field(default_factory=list)
+    budget: Budget = Field(default_factory=lambda: Budget(steps=100),
+                           description="how long the stage trains: exactly one of steps, tokens, epochs")
+    lr: LRSpec = Field(default_factory=LRSpec, description="the stage's learning-rate schedule")
+    curriculum: list[CurriculumPoint] = Field(default_factory=list,
+                                              description="sequence-length / batch-shape phases, in order of at")
+    replay: ReplaySpec | None = Field(None, description="mix in data of earlier stages to keep what they taught")
+    special_tokens: list[str] = Field(default_factory=list,
+                                      description="tokens added to the tokenizer at this stage (the embedding grows in "
+                                                  "place)")
     overrides: dict = Field(default_factory=dict, description="any training field, e.g. weight_decay")
     optimizer: Literal["fresh", "continue"] = Field("fresh", description="fresh AdamW state, or carry it over")
     expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}')
-    pause: bool = False
+    pause: bool = Field(False, description="stop cleanly after this stage's evaluation (run again to continue)")
     merge: MergeSpec | None = Field(None, description="checkpoint averaging at the stage's end")
 
 
 class EvaluationSpec(_Strict):
+    """Validation losses every ``every`` steps and, at each stage's end, perplexity and benchmark tasks."""
+
     every: int = Field(200, ge=1, description="steps between evaluations within a stage")
     perplexity: list[str] = Field(default_factory=list, description="sources whose held-out split is scored")
-    tasks: list[str] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=list, description="benchmark tasks run at each stage's end")
     limit: int = Field(20, ge=1, description="items per task between stages")
     batches: int = Field(8, ge=1, description="held-out batches per domain")
 
 
 class ForgettingSpec(_Strict):
-    watch: list[str] | str = Field(default_factory=list)
+    """The forgetting gate: fires when a watched domain's perplexity exceeds ``threshold`` × its value at the end
+    of its stage."""
+
+    watch: list[str] | str = Field(default_factory=list,
+                                   description="domains (sources) whose perplexity is watched once their stage has "
+                                               "ended")
     threshold: float = Field(1.5, gt=1.0, description="val perplexity ratio against the value at its stage's end")
-    action: Literal["warn", "reduce_lr", "replay", "stop"] = "warn"
+    action: Literal["warn", "reduce_lr", "replay", "stop"] = Field("warn",
+                                        description="on firing: warn, reduce_lr, replay (raise the domain's share) or "
+                                                    "stop the run")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="reduce_lr: multiply the LR by this")
     replay_step: float = Field(0.1, gt=0, lt=1, description="replay: raise that domain's share by this")
 
@@ -119,20 +149,34 @@ class ForgettingSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    size: Literal["tiny", "small", "base", "large"] = "tiny"
+    """The model's shape: a size preset plus any ``ModelConfig`` field in ``overrides``."""
+
+    size: Literal["tiny", "small", "base", "large"] = Field("tiny", description="size preset")
     overrides: dict = Field(default_factory=dict, description="any ModelConfig field")
 
 
 class PlanConfig(_Strict):
-    name: str = Field(min_length=1)
+    """A multi-stage plan: sources, model, tokenizer, the stages in order, evaluation and the forgetting gate.
+
+    Checked whole at construction: one ``ValidationError`` listing every problem, one line per field path
+    (``load_config`` turns it into a ``ConfigError``). ``training_config(i, steps)`` resolves stage ``i`` into
+    the ``PreTrainingConfig`` it trains with (defaults, then the stage's own settings and overrides). Every key
+    is listed in ``docs/plan.md``."""
+
+    name: str = Field(min_length=1, description="the plan's name: the default run folder is runs/<name>")
     sources: dict[str, str] = Field(min_length=1, description="source name -> path (folder, files, glob, shards)")
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec, description="the model's shape: a preset plus overrides")
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec,
+                                     description="the tokenizer: an existing file, or trained once on the sources")
     defaults: dict = Field(default_factory=dict, description="training fields for every stage")
-    stages: list[StageConfig] = Field(min_length=1)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    forgetting: ForgettingSpec = Field(default_factory=ForgettingSpec)
-    seed: int = Field(1337, ge=0)
+    stages: list[StageConfig] = Field(min_length=1,
+                                      description="the stages, trained in this order, each from the previous one's "
+                                                  "final weights")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec,
+                                       description="evaluations within and between stages")
+    forgetting: ForgettingSpec = Field(default_factory=ForgettingSpec,
+                                       description="the forgetting gate: what to watch and what to do when it fires")
+    seed: int = Field(1337, ge=0, description="seeds the model initialisation and the data order of every stage")
 
     @model_validator(mode="after")
     def _whole_plan(self) -> "PlanConfig":

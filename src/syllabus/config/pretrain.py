@@ -19,20 +19,30 @@ class ModelOverrides(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vocab_size: int | None = Field(None, ge=2)
-    hidden_size: int | None = Field(None, ge=8)
-    num_hidden_layers: int | None = Field(None, ge=1)
-    num_attention_heads: int | None = Field(None, ge=1)
-    num_key_value_heads: int | None = Field(None, ge=1)
-    intermediate_size: int | None = Field(None, ge=8)
-    max_position_embeddings: int | None = Field(None, ge=8)
-    rope_theta: float | None = Field(None, gt=0)
-    rms_norm_eps: float | None = Field(None, gt=0)
-    tie_word_embeddings: bool | None = None
-    initializer_range: float | None = Field(None, gt=0)
+    vocab_size: int | None = Field(None, ge=2,
+                                 description="embedding rows (default: the tokenizer's size rounded up to 64)")
+    hidden_size: int | None = Field(None, ge=8, description="width of the residual stream")
+    num_hidden_layers: int | None = Field(None, ge=1, description="decoder blocks")
+    num_attention_heads: int | None = Field(None, ge=1, description="query heads per block")
+    num_key_value_heads: int | None = Field(None, ge=1, description="key/value heads per block (fewer than query "
+                                                                    "heads: grouped-query attention)")
+    intermediate_size: int | None = Field(None, ge=8, description="width of the SwiGLU feed-forward layer")
+    max_position_embeddings: int | None = Field(None, ge=8,
+                                              description="longest sequence the RoPE tables cover, in tokens")
+    rope_theta: float | None = Field(None, gt=0, description="RoPE base frequency")
+    rms_norm_eps: float | None = Field(None, gt=0, description="epsilon added inside RMSNorm")
+    tie_word_embeddings: bool | None = Field(None, description="the output head shares the embedding matrix")
+    initializer_range: float | None = Field(None, gt=0,
+                                          description="standard deviation of the normal weight initialisation")
 
 
 class PreTrainingConfig(BaseModel):
+    """Every setting of one stage of training, checked at construction (``ValidationError`` naming the field).
+
+    Units: lengths and batch sizes in tokens and sequences per rank, ``max_steps``/``warmup_steps``/intervals
+    in optimizer steps, learning rates per step. Assignment is validated too. See ``docs/plan.md`` for every
+    field, its type, default and meaning."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     # --- model
@@ -57,39 +67,46 @@ class PreTrainingConfig(BaseModel):
     vocab_size: int = Field(8192, ge=256, description="vocabulary size when a tokenizer is trained")
     doc_attention: bool = Field(False, description="attend only within each packed document")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    pin_memory: bool = Field(False, description="pin batches in page-locked memory (CUDA)")
+    pin_memory: bool = Field(False, description="CUDA: copy each batch to page-locked memory so its transfer to "
+                                                "the GPU is asynchronous (no effect on CPU)")
 
     # --- optimisation
-    micro_batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    micro_batch_size: int = Field(8, ge=1, description="sequences per forward/backward pass on each rank")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches summed into one optimizer step")
     max_steps: int = Field(1000, ge=1, description="optimizer steps")
-    learning_rate: float = Field(6e-4, gt=0)
-    min_learning_rate: float = Field(6e-5, ge=0)
-    warmup_steps: int = Field(100, ge=0)
+    learning_rate: float = Field(6e-4, gt=0, description="peak learning rate, reached at the end of warmup")
+    min_learning_rate: float = Field(6e-5, ge=0, description="learning rate at the end of the decay")
+    warmup_steps: int = Field(100, ge=0, description="optimizer steps of linear warmup from 0 to learning_rate")
     lr_schedule: Literal["cosine", "constant", "wsd"] = Field("cosine", description="after warmup")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: final fraction of steps spent decaying")
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    adam_eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.1, ge=0,
+                              description="AdamW decoupled weight decay (matrices only; not norms or embeddings)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW first-moment decay")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW second-moment decay")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     max_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
-    mixed_precision: Literal["fp32", "bf16", "fp16"] = Field("bf16")
-    seed: int = Field(1337, ge=0)
+    mixed_precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="autocast dtype of the forward "
+                                                             "pass; fp16 adds a gradient scaler; weights stay fp32")
+    seed: int = Field(1337, ge=0, description="seeds model initialisation and data order")
 
     # --- run folder, checkpoints, evaluation, logging
     out_dir: str = Field("runs/pretrain", description="run folder: metrics, checkpoints, tokenizer")
     checkpoint_dir: str | None = Field(None, description="default: OUT_DIR/checkpoints")
     save_interval: int = Field(100, ge=1, description="steps between checkpoints")
-    keep_last_n_checkpoints: int = Field(3, ge=1)
+    async_save: bool = Field(False, description="copy the state to host memory, then write the periodic "
+                                                "checkpoint in the background while training goes on (FSDP2: "
+                                                "torch.distributed.checkpoint.async_save)")
+    keep_last_n_checkpoints: int = Field(3, ge=1,
+                                       description="step checkpoints kept on disk (best and final are kept besides)")
     resume: str | None = Field(None, description="'auto' (newest valid checkpoint) or a checkpoint folder")
     eval_interval: int = Field(100, ge=1, description="steps between validation losses")
     eval_batches: int = Field(8, ge=1, description="batches per validation loss")
-    log_interval: int = Field(10, ge=1)
-    use_tensorboard: bool = False
-    use_wandb: bool = False
-    wandb_project: str = "syllabus"
+    log_interval: int = Field(10, ge=1, description="optimizer steps between metrics records and progress updates")
+    use_tensorboard: bool = Field(False, description="also log scalars to TensorBoard (OUT_DIR/tensorboard)")
+    use_wandb: bool = Field(False, description="also log to Weights & Biases")
+    wandb_project: str = Field("syllabus", description="Weights & Biases project name")
     wandb_mode: Literal["online", "offline"] = Field("offline", description="offline works without network")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available, else cpu")
 
     # --- faults (see docs/reliability.md)
     max_nonfinite_skips: int = Field(10, ge=1, description="consecutive NaN/inf steps (each skipped) before "
@@ -132,6 +149,13 @@ class PreTrainingConfig(BaseModel):
         if vocab_size is not None and "vocab_size" not in overrides:
             overrides["vocab_size"] = vocab_size
         return model_config_for(self.model_config_name, **overrides)
+
+    def schedule_warnings(self) -> list[str]:
+        """Settings that validate but are almost surely not meant; the caller logs each once, at the door."""
+        if self.warmup_steps >= self.max_steps:
+            return [f"warmup_steps ({self.warmup_steps}) >= max_steps ({self.max_steps}): the learning rate never "
+                    f"reaches its peak {self.learning_rate:g}; lower warmup_steps below max_steps"]
+        return []
 
     @property
     def tokens_per_step(self) -> int:

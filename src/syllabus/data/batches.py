@@ -85,7 +85,16 @@ def open_batches(sources: dict[str, str], weights: dict[str, float], tokenizer, 
                  seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
                  doc_attention: bool = False, num_workers: int = 0,
                  max_epochs: dict[str, float] | None = None) -> Batches:
-    """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`)."""
+    """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`).
+
+    ``sources``: name → path (prepared shards, or JSONL/text/Parquet files, folders, globs, ``hf:`` specs);
+    ``weights``: name → share of tokens (summing to 1). ``seed`` fixes each source's shuffle; ``rank`` of
+    ``world_size`` keeps this rank's slice of one global row order (the same for any world size).
+    ``batches.next_batch(micro_batch_size, seq_len)`` returns int64 [micro_batch_size, seq_len]
+    ``input_ids`` and ``labels`` (already shifted by one; and int32 ``doc_ids`` with ``doc_attention``);
+    ``state_dict()``/``load_state_dict()`` make the position resumable exactly. ``num_workers`` > 0 tokenizes
+    raw text ahead in DataLoader worker processes. Files are opened lazily; a missing or unreadable source
+    raises ``ConfigError`` naming it."""
     tok = as_tokenizer(tokenizer)
     streams = {name: open_source(path, tok, split=split, seed=source_seed(seed, name), shuffle=shuffle,
                                  num_workers=num_workers)

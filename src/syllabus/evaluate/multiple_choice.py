@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from syllabus.evaluate import benchmark_files
+import syllabus.evaluate.benchmark_files as benchmark_files
 from syllabus.evaluate.loglikelihood import loglikelihoods
 from syllabus.model.transformer import Transformer
 

@@ -78,7 +78,7 @@ def evaluate_checkpoint(checkpoint: str | Path, tasks: Sequence[str], *, limit: 
                         data: Mapping[str, str | Path] | None = None, out: str | Path | None = None,
                         device: str = "cpu", **options) -> dict[str, float]:
     """Load a checkpoint (or a run folder's newest valid one), run the tasks, optionally write JSON."""
-    from syllabus.train.checkpoint import load_model, resolve_checkpoint
+    from syllabus.checkpoints import load_model, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     model, tokenizer = load_model(path, device=device)

@@ -88,7 +88,7 @@ def export_hf(model: Transformer, tokenizer, out: str | Path, *, dtype: str = "f
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, format: str = "hf", dtype: str = "float32") -> Path:
     """Export a checkpoint folder (or a run folder's newest valid checkpoint)."""
-    from syllabus.train.checkpoint import load_model
+    from syllabus.checkpoints import load_model
 
     if format != "hf":
         raise ValueError(f"export format must be 'hf', got {format!r}")

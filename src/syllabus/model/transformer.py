@@ -73,7 +73,12 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, sign: float) -> Tensor:
 
 
 class KVCache:
-    """Keys and values of every layer for incremental decoding, pre-allocated to ``max_len``."""
+    """Keys and values of every layer for incremental decoding, pre-allocated to ``max_len`` positions.
+
+    ``keys[layer]`` and ``values[layer]`` are [batch_size, kv_heads, max_len, head_dim] tensors of ``dtype``
+    on ``device`` (allocated at once: 2 × layers × that shape); ``length`` is the number of positions filled.
+    ``Transformer.forward(..., cache=cache)`` writes the new positions and advances ``length``; writing past
+    ``max_len`` fails with an index error, so size it to prompt + new tokens."""
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device, dtype):
         shape = (batch_size, config.kv_heads, max_len, config.head_dim)
@@ -246,6 +251,14 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
+    """The LLaMA-style decoder, with the parameter names of Hugging Face's ``LlamaForCausalLM``.
+
+    Unlike that model, ``forward`` takes ``labels`` **already shifted**: ``labels[:, t]`` is the token that
+    follows ``input_ids[:, t]`` (the data pipeline cuts rows of ``seq_len + 1`` tokens into ``row[:-1]`` and
+    ``row[1:]``). Passing Hugging Face-style labels (``labels = input_ids``) trains the model to copy its input:
+    shift them first (``labels = input_ids[:, 1:]`` against ``input_ids[:, :-1]``).
+    """
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -272,7 +285,16 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *, doc_ids: Tensor | None = None,
                 cache: KVCache | None = None) -> Tensor:
-        """Logits [B, T, vocab], or the mean cross-entropy over labels != -100 when labels are given."""
+        """Logits, or the mean cross-entropy over the labels that are not -100.
+
+        ``input_ids``: int64 [B, T] token ids, T + cached positions <= ``max_position_embeddings`` (else
+        ``ValueError``). ``labels``: int64 [B, T], **already shifted** (``labels[:, t]`` follows
+        ``input_ids[:, t]``; -100 is ignored), not Hugging Face's unshifted convention. ``doc_ids``: int32
+        [B, T] document index of each position in a packed row; attention stays within a document. ``cache``:
+        a ``KVCache`` to append this call's keys and values to (its ``length`` advances by T).
+
+        Returns float logits [B, T, vocab_size] in the autocast dtype when ``labels`` is None, else a scalar
+        float32 loss (mean over counted tokens)."""
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_position_embeddings:

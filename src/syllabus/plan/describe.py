@@ -1,19 +1,19 @@
-"""The plan as a table before it runs, and a run folder's progress (``syllabus status``)."""
+"""The plan as a table before it runs: stages, mixtures, budgets, LR, curriculum and an estimated time."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from syllabus.config.plan import PlanConfig
 from syllabus.plan.stages import StagePlan
+from syllabus.plan.status import duration
 
 ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measured matmul peak
 
 
 def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[str, int]) -> str:
     """Per stage: sources and token shares, budget in steps and tokens (and epochs per source), LR,
-    curriculum phases and an estimated time on this machine."""
+    curriculum phases, an estimated time on this machine, and a ``warning:`` line for a setting that is valid
+    but almost surely not meant (a warmup not shorter than the stage, which the plan cuts to the stage's length).
+    The runner prints it once, on the main rank, before training."""
     seconds_per_token = _seconds_per_token(plan)
     lines = [f"plan '{plan.name}': {len(stages)} stages, model {plan.model.size}", ""]
     header = f"{'#':<3}{'stage':<14}{'steps':>7}{'tokens':>11}  {'lr peak→min':<18}{'est.':>8}  mixture (share of tokens)"
@@ -29,7 +29,7 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
                 part += f" ({share * tokens / epoch_tokens[source]:.2g} ep)"
             mix.append(part)
         lr = f"{config.learning_rate:.1e}→{config.min_learning_rate:.1e}"
-        estimate = _duration(tokens * seconds_per_token) if seconds_per_token else "?"
+        estimate = duration(tokens * seconds_per_token) if seconds_per_token else "?"
         lines.append(f"{stage.index + 1:<3}{stage.name:<14}{steps:>7}{tokens:>11,}  {lr:<18}{estimate:>8}  "
                      f"{', '.join(mix)}")
         for p in phases:
@@ -37,6 +37,11 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
         if stage.new_tokens:
             lines.append(f"{'':<17}adds special tokens {' '.join(stage.new_tokens)}")
+        warmup = plan.stages[stage.index].lr.warmup
+        if warmup >= steps:  # the plan cuts it to steps - 1: the LR would peak only at the stage's last step
+            lines.append(f"{'':<17}warning: stages.{stage.index}.lr.warmup ({warmup}) >= the stage's max_steps "
+                         f"({steps}): cut to {config.warmup_steps}, the LR peaks only at the end; lower lr.warmup")
+        lines += [f"{'':<17}warning: {warning}" for warning in config.schedule_warnings()]
     return "\n".join(lines)
 
 
@@ -54,37 +59,3 @@ def _seconds_per_token(plan: PlanConfig) -> float | None:
     if torch.cuda.is_available():
         return None
     return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * matmul_peak_flops(dtype, "cpu"))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{seconds / 60:.1f}m" if seconds >= 60 else f"{seconds:.0f}s"
-
-
-def run_status(run_dir: str | Path) -> str:
-    """Where a run stands: stages done, the current stage's last logged step and loss."""
-    run_dir = Path(run_dir)
-    state_file = run_dir / "run_state.json"
-    if not (run_dir / "plan.yaml").exists():
-        return f"{run_dir}: not a plan run folder (no plan.yaml)"
-    import yaml
-
-    plan = yaml.safe_load((run_dir / "plan.yaml").read_text())
-    state = json.loads(state_file.read_text()) if state_file.exists() else {"completed": [], "started": {}}
-    last: dict[str, dict] = {}
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
-        for line in open(metrics):
-            record = json.loads(line)
-            if "loss" in record and "stage" in record:
-                last[record["stage"]] = record
-    lines = [f"plan '{plan['name']}' in {run_dir}"]
-    for i, stage in enumerate(plan["stages"]):
-        name = stage["name"]
-        status = "done" if name in state["completed"] else "in progress" if name in state["started"] else "not started"
-        detail = ""
-        if name in last:
-            detail = f"  step {last[name]['step']}, loss {last[name]['loss']:.4f}, {last[name]['tokens_seen']:,} tokens"
-        lines.append(f"  {i + 1}. {name:<14} {status}{detail}")
-    if (run_dir / "report.md").exists():
-        lines.append(f"report: {run_dir / 'report.md'}")
-    return "\n".join(lines)

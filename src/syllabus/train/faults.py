@@ -5,6 +5,9 @@
     step is poisoned once per process, so a rollback that replays it trains normally (as a transient fault would).
 ``SYLLABUS_FAULT_SAVE_ERROR_STEPS=4,8``
     Writing the checkpoint of these steps fails half-way with ``OSError(ENOSPC)`` (a full disk), every time.
+``SYLLABUS_FAULT_SLOW_SAVE_STEPS=4`` with ``SYLLABUS_FAULT_SLOW_SAVE_SECONDS=3``
+    Writing the checkpoint of these steps pauses this long half-way (after the weights, before the manifest),
+    so a test can act while a (background) write is in progress.
 ``SYLLABUS_FAULT_CRASH_RANK=r`` with ``SYLLABUS_FAULT_CRASH_STEP=s``
     Rank ``r`` raises ``InjectedFault`` once it has finished ``s`` optimizer steps, to check that the other
     ranks end with an error instead of hanging.
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import torch
 
 NAN_STEPS = "SYLLABUS_FAULT_NAN_STEPS"
 SAVE_ERROR_STEPS = "SYLLABUS_FAULT_SAVE_ERROR_STEPS"
+SLOW_SAVE_STEPS, SLOW_SAVE_SECONDS = "SYLLABUS_FAULT_SLOW_SAVE_STEPS", "SYLLABUS_FAULT_SLOW_SAVE_SECONDS"
 CRASH_RANK, CRASH_STEP = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
 EVAL_SHIFT, EVAL_SHIFT_RANKS = "SYLLABUS_FAULT_EVAL_SHIFT", "SYLLABUS_FAULT_EVAL_SHIFT_RANKS"
 EVAL_SHIFT_STAGE, EVAL_SHIFT_STEPS = "SYLLABUS_FAULT_EVAL_SHIFT_STAGE", "SYLLABUS_FAULT_EVAL_SHIFT_STEPS"
@@ -50,6 +55,12 @@ def check_save(step: int) -> None:
     """Raise ``OSError(ENOSPC)`` when writing the checkpoint of ``step`` is to fail."""
     if step in _steps(SAVE_ERROR_STEPS):
         raise OSError(errno.ENOSPC, f"No space left on device (injected by {SAVE_ERROR_STEPS})")
+
+
+def slow_save(step: int) -> None:
+    """Sleep ``SYLLABUS_FAULT_SLOW_SAVE_SECONDS`` when writing the checkpoint of ``step`` is to be slow."""
+    if step in _steps(SLOW_SAVE_STEPS):
+        time.sleep(float(os.environ.get(SLOW_SAVE_SECONDS, "3")))
 
 
 class InjectedFault(RuntimeError):

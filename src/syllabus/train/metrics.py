@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 
 class MetricsLog:
     """Appends one JSON object per call to ``metrics.jsonl`` and mirrors scalars to the enabled sinks.
@@ -73,33 +75,28 @@ def _plain(value):
 
 
 class Progress:
-    """A one-line progress display with ETA on a terminal; plain log lines otherwise."""
+    """The progress line. On a terminal a ``tqdm`` bar (steps, rate, ETA) whose postfix is the text the trainer
+    passes (its figures: loss, LR, tokens/s, and whatever else its progress record carries); elsewhere (a log
+    file) one plain line per update, ``[label] step N/total text eta H:MM:SS``. Writes to ``stream`` only."""
 
     def __init__(self, total: int, start: int = 0, label: str = "train", stream=sys.stderr):
         self.total, self.start, self.label, self.stream = total, start, label, stream
         self.t0 = time.perf_counter()
-        self.tty = stream.isatty()
+        self.bar = tqdm(total=total, initial=start, desc=label, unit="step", file=stream, dynamic_ncols=True,
+                        mininterval=0) if stream.isatty() else None
 
     def update(self, step: int, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(step - self.bar.n)
+            return
         done = step - self.start
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / done * (self.total - step) if done > 0 else float("nan")
-        line = f"[{self.label}] step {step}/{self.total} {text} eta {_duration(eta)}"
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-        else:
-            self.stream.write(line + "\n")
+        shown = tqdm.format_interval(eta) if math.isfinite(eta) else "?"
+        self.stream.write(f"[{self.label}] step {step}/{self.total} {text} eta {shown}\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+        if self.bar is not None:
+            self.bar.close()

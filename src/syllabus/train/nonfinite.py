@@ -50,6 +50,7 @@ class NonFiniteGuard:
         if self.rollbacks >= cfg.max_rollbacks:
             raise NonFiniteLossError(f"{what}, after {self.rollbacks} rollback(s) (max_rollbacks); lower the "
                                      f"learning rate or check the data")
+        trainer.wait_for_saves()  # a background save in flight is the newest checkpoint once written
         path = ckpt.latest_valid_checkpoint(trainer.checkpoint_dir)
         if path is None:
             raise NonFiniteLossError(f"{what}, and no checkpoint to roll back to yet; lower the learning rate or "

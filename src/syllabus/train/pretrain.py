@@ -25,6 +25,17 @@ log = logging.getLogger("syllabus")
 
 
 class PreTrainer:
+    """``PreTrainer(config).train()``: one stage of training from a ``PreTrainingConfig``.
+
+    ``train()`` returns a ``TrainResult`` (step, tokens_seen, final checkpoint, what stopped it). Side effects:
+    joins the ``torchrun`` process group when the environment has one (and leaves it on return or error);
+    installs SIGINT/SIGTERM handlers for the run (a first signal finishes the step and saves, a second stops
+    at once) and restores the previous ones; takes an advisory lock on ``out_dir/.lock``; on CPU sets glibc's
+    malloc to keep freed memory (``host_memory``); writes ``run_config.yaml``, ``tokenizer.json`` (trained
+    on the data when none is given), ``metrics.jsonl`` and ``checkpoints/`` under ``out_dir``. Raises
+    ``ConfigError`` (bad setting, a refused checkpoint, a folder in use) and ``RunHalted`` (the run stopped
+    itself, its newest checkpoint intact)."""
+
     def __init__(self, config: PreTrainingConfig):
         self.config = config
         self.out_dir = Path(config.out_dir)
@@ -35,6 +46,9 @@ class PreTrainer:
         dist = DistContext.from_env(cfg.device, cfg.strategy, cfg.dist_timeout_seconds)
         if not dist.is_main:  # one voice: rank 0 logs; the others only warn and fail
             log.setLevel(max(log.level, logging.WARNING))
+        else:
+            for warning in cfg.schedule_warnings():
+                log.warning("%s", warning)
         try:
             return self._train(dist)
         except BaseException as err:

@@ -19,16 +19,19 @@ from syllabus.train.stops import RunHalted
 log = logging.getLogger("syllabus")
 
 
-def save_failed(trainer, err: OSError, required: bool) -> None:
-    """Stop with ``RunHalted``, or (an optional save under ``on_save_error: continue``) warn and log an event."""
+def save_failed(trainer, err: OSError, required: bool, step: int | None = None) -> None:
+    """Stop with ``RunHalted``, or (an optional save under ``on_save_error: continue``) warn and log an event.
+
+    ``step`` is the step of the failed save when it is not the current one (a background save)."""
+    step = trainer.step if step is None else step
     previous = ckpt.latest_valid_checkpoint(trainer.checkpoint_dir)
     kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-    message = f"could not write the checkpoint of step {trainer.step} in {trainer.checkpoint_dir}: {err}; {kept}"
+    message = f"could not write the checkpoint of step {step} in {trainer.checkpoint_dir}: {err}; {kept}"
     if required or trainer.config.on_save_error == "stop":
         raise RunHalted(f"{message}. Free space, then run again with --resume auto") from err
     log.warning("%s; continuing without it (on_save_error: continue)", message)
     if trainer.dist.is_main:
-        trainer.metrics.log({"step": trainer.step, "event": "save_failed", "error": str(err),
+        trainer.metrics.log({"step": step, "event": "save_failed", "error": str(err),
                              **({"stage": trainer.stage} if trainer.stage else {})})
 
 

@@ -43,8 +43,11 @@ class StopRequest:
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self.signal_name is not None:  # asked twice: stop now
+            previous = self._previous.get(signum)
             self.uninstall()
-            signal.raise_signal(signum)
+            if callable(previous):  # e.g. Python's default SIGINT handler: KeyboardInterrupt, raised here and now
+                previous(signum, frame)  # (a re-raised signal would wait until a blocking call such as a write ends)
+            signal.raise_signal(signum)  # SIG_DFL: the default action (SIGTERM ends the process at once)
             return
         self.signal_name = name
         log.warning("%s received: finishing this step, saving a checkpoint, then stopping", name)

@@ -20,6 +20,7 @@ import torch
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import faults, recovery, sharded_checkpoint
+from syllabus.train.background_save import BackgroundSave, host_copy
 from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
@@ -91,6 +92,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._last_val: dict = {}
         self._saved: tuple[int, Path | None] | None = None
+        self._background = BackgroundSave()  # the periodic save in flight under async_save
         self._eval_sets: dict[str, list] = {}
 
     # --- resume -------------------------------------------------------------------------------
@@ -134,17 +136,33 @@ class Trainer:
         A save that fails (e.g. disk full) leaves the previous checkpoints intact; it stops the run with
         ``RunHalted``, unless it is not ``required`` (periodic, best) and ``on_save_error`` is ``continue``
         (see ``recovery``)."""
+        if required:
+            self.wait_for_saves()
         if self._saved is not None and self._saved[0] == self.step:
             return self._saved[1]
         try:
-            path = self._write_checkpoint()
+            path = self._write_checkpoint(background=self.config.async_save and not required)
         except OSError as err:
             recovery.save_failed(self, err, required)  # raises unless this save may be skipped
             return None
         self._saved = (self.step, path)
         return path
 
-    def _write_checkpoint(self) -> Path | None:
+    def wait_for_saves(self) -> None:
+        """Block until the background save in flight (if any) is renamed into place; a failure of it is handled
+        as that of an optional save (``on_save_error``)."""
+        try:
+            self._background.wait()
+        except OSError as err:
+            if self._saved is not None and self._saved[0] == self._background.step:
+                self._saved = None  # that step has no checkpoint after all
+            recovery.save_failed(self, err, required=False, step=self._background.step)
+
+    def _write_checkpoint(self, background: bool = False) -> Path | None:
+        """Write this step's checkpoint; with ``background`` the state is copied to host memory here and written
+        by ``self._background`` (returns the folder it will have)."""
+        if background:
+            self._background.wait()  # at most one in flight; an error of the previous one surfaces here
         state = {
             "step": self.step, "tokens_seen": self.tokens_seen,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -158,6 +176,13 @@ class Trainer:
         json_files = {"model_config.json": self.raw_model.config.model_dump(),
                       "run_config.json": {"stage": self.stage, **self.config.model_dump()}}
         text_files = {"tokenizer.json": self.tokenizer.to_str()}
+        keep = self.config.keep_last_n_checkpoints
+        if self.dist.sharded and background:
+            path = sharded_checkpoint.save_sharded_checkpoint_async(
+                self.checkpoint_dir, self.step, self.raw_model, self.optimizer, host_copy(state),
+                is_main=self.dist.is_main, json_files=json_files, text_files=text_files,
+                background=self._background, keep=keep)
+            return path if self.dist.is_main else None
         if self.dist.sharded:
             written = sharded_checkpoint.save_sharded_checkpoint(
                 self.checkpoint_dir, self.step, self.raw_model, self.optimizer, state, is_main=self.dist.is_main,
@@ -165,6 +190,19 @@ class Trainer:
             if self.dist.is_main:
                 path = written
                 ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
+        elif self.dist.is_main and background:
+            state["optimizer"] = self.optimizer.state_dict()
+            state = host_copy(state)
+            weights = host_copy(ckpt.model_state_for_saving(self.raw_model))
+            root, step = self.checkpoint_dir, self.step
+
+            def write() -> Path:
+                written = ckpt.save_checkpoint(root, step, weights, state, json_files=json_files,
+                                               text_files=text_files)
+                ckpt.prune_checkpoints(root, keep)
+                return written
+            self._background.start(step, write)
+            path = root / f"step_{step}"
         elif self.dist.is_main:
             state["optimizer"] = self.optimizer.state_dict()
             path = ckpt.save_checkpoint(self.checkpoint_dir, self.step, ckpt.model_state_for_saving(self.raw_model),
@@ -207,16 +245,25 @@ class Trainer:
                     last_path = self.save(required=False) or last_path  # never a checkpoint in a NaN streak
             if self.step >= cfg.max_steps or self.stop or self._stop_reason:
                 last_path = self.save()
+            self.wait_for_saves()
             if self.step >= cfg.max_steps and last_path is not None:
                 ckpt.alias_checkpoint(last_path, "final")
             self._log_data_report()
         finally:
+            self._finish_background_save()
             if owns_handlers:
                 self.stop.uninstall()
             if progress:
                 progress.close()
         stopped_by = self.stop.signal_name or self._stop_reason
         return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self._last_val)
+
+    def _finish_background_save(self) -> None:
+        """On the way out, also after an error: let the save in flight finish, so a stop never loses it."""
+        try:
+            self._background.wait()
+        except Exception as err:
+            log.error("the background checkpoint save of step %s failed: %s", self._background.step, err)
 
     def _should_stop(self) -> bool:
         """Whether to leave the loop now; the same answer on every rank (one all-reduce per step).
@@ -275,6 +322,8 @@ class Trainer:
         for micro in range(phase.grad_accum_steps):
             t_data = time.perf_counter()
             batch = self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
+            if self.config.pin_memory and self.dist.device.type == "cuda":  # page-locked: the copy below is async
+                batch = {k: v.pin_memory() for k, v in batch.items()}
             batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
             if window is not None:
                 window.data_seconds += time.perf_counter() - t_data
@@ -368,7 +417,7 @@ class Trainer:
             self.best_val_loss = val
             path = self.save(required=False)
             if path is not None:
-                ckpt.alias_checkpoint(path, "best")
+                self._background.then(lambda written: ckpt.alias_checkpoint(written, "best"), path)
         return record
 
 
