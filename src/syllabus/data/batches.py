@@ -16,10 +16,12 @@ from pathlib import Path
 
 import torch
 
+from syllabus.config.source import SourceSpec, as_source_spec
 from syllabus.data.mixture import MixedDomainDataset
 from syllabus.data.packing import rows_to_batch
 from syllabus.data.shard_stream import ShardRowStream
 from syllabus.data.shards import ShardSet, shard_folder
+from syllabus.data.sources import is_hub_spec
 from syllabus.data.text_stream import TextStreamDataset
 from syllabus.data.tokenizer import as_tokenizer, eos_id, tokenizer_fingerprint
 
@@ -28,16 +30,24 @@ def source_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0xFFFFFFFF
 
 
-def open_source(path: str, tokenizer, *, split: str = "train", seed: int = 0, shuffle: bool = True,
-                num_workers: int = 0, text_field: str = "text"):
-    """A row stream for one source: prepared shards (memmap) or raw files (tokenized on the fly)."""
-    folder = shard_folder(path, split) if not str(path).startswith("hf:") else None
+def open_source(path: "str | Path | SourceSpec", tokenizer, *, split: str = "train", seed: int = 0,
+                shuffle: bool = True, num_workers: int = 0, text_field: str = "text"):
+    """A row stream for one source (a path or a :class:`SourceSpec`): prepared shards (memmap; their
+    tokenizer and render options must match), a hub dataset streamed by ``datasets``, or raw files
+    (tokenized on the fly)."""
+    spec = as_source_spec(path) if not isinstance(path, (str, Path)) else \
+        SourceSpec(path=str(path), **({"text_field": text_field} if text_field != "text" else {}))
+    if is_hub_spec(spec.path):
+        from syllabus.data.hub_stream import HubStreamDataset
+
+        return HubStreamDataset(spec, tokenizer, split=split, shuffle=shuffle, seed=seed)
+    folder = shard_folder(spec.path, split)
     if folder is not None:
         shards = ShardSet(folder)
         shards.check_tokenizer(tokenizer_fingerprint(tokenizer))
+        shards.check_render_options(spec.render_options(explicit=True))
         return ShardRowStream(shards, seed=seed, shuffle=shuffle)
-    return TextStreamDataset(path, tokenizer, split=split, shuffle=shuffle, seed=seed,
-                             num_workers=num_workers, text_field=text_field)
+    return TextStreamDataset(spec, tokenizer, split=split, shuffle=shuffle, seed=seed, num_workers=num_workers)
 
 
 class Batches:
@@ -81,7 +91,7 @@ class Batches:
             getattr(stream, "close", lambda: None)()
 
 
-def open_batches(sources: dict[str, str], weights: dict[str, float], tokenizer, *, split: str = "train",
+def open_batches(sources: "dict[str, str | SourceSpec]", weights: dict[str, float], tokenizer, *, split: str = "train",
                  seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
                  doc_attention: bool = False, num_workers: int = 0,
                  max_epochs: dict[str, float] | None = None) -> Batches:

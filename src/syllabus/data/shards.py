@@ -131,6 +131,17 @@ class ShardSet:
                 f"but the run uses tokenizer {fingerprint}; prepare it again with this tokenizer"
             )
 
+    def check_render_options(self, asked: dict) -> None:
+        """Refuse shards whose records were rendered with other options than ``asked`` (only the options a
+        run sets explicitly; shards made before options were recorded are not checked)."""
+        made = self.header.get("render")
+        if made is None:
+            return
+        differ = [f"{k}: made with {made.get(k)!r}, asked {v!r}" for k, v in asked.items() if made.get(k) != v]
+        if differ:
+            raise ConfigError(f"data source {self.folder}: prepared with other record options ({'; '.join(differ)}); "
+                              f"prepare it again with these options, or drop them to use the shards as made")
+
     def doc_slice(self, doc: int, start: int, stop: int) -> np.ndarray:
         """Tokens ``[start, stop)`` of document ``doc``."""
         base = self.doc_start[doc]
