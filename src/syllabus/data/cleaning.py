@@ -17,7 +17,6 @@ CODE_LANGUAGES: dict[str, tuple[str, ...]] = {
     "go": (".go",), "rust": (".rs",), "shell": (".sh", ".bash"), "ruby": (".rb",), "php": (".php",),
     "html": (".html", ".htm"), "css": (".css",), "sql": (".sql",), "lua": (".lua",), "r": (".r",),
     "julia": (".jl",), "haskell": (".hs",), "kotlin": (".kt",), "swift": (".swift",), "scala": (".scala",),
-    "markdown": (".md", ".markdown"),
 }
 _LANGUAGE_OF_EXT = {ext: lang for lang, exts in CODE_LANGUAGES.items() for ext in exts}
 

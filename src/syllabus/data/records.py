@@ -78,11 +78,8 @@ class RecordRenderer:
 
     def render_file_text(self, text: str, path: str) -> str | None:
         """A whole plain file as one document (``None`` when its language is filtered out)."""
-        if self.languages:
-            from syllabus.data.cleaning import language_of
-
-            if (language_of(path) or "") not in self.languages:
-                return None
+        if self.languages and (language_of_path(path) or "") not in self.languages:
+            return None
         return self._finish(text)
 
     def _finish(self, text: str) -> str:
@@ -100,9 +97,7 @@ class RecordRenderer:
         for name in PATH_FIELDS:
             value = record.get(name)
             if isinstance(value, str):
-                from syllabus.data.cleaning import language_of
-
-                return (language_of(value) or "") in self.languages
+                return (language_of_path(value) or "") in self.languages
         return False
 
     def _template(self, record: dict, skips: Counter) -> str | None:
@@ -146,6 +141,13 @@ class RecordRenderer:
         text = Rendered("".join(pieces))
         text.spans = tuple(spans)
         return text if self.spec.loss_on == "assistant" else str(text)
+
+
+def language_of_path(path: str) -> str | None:
+    """A file's language by its extension: the code languages of the cleaning filter, plus markdown."""
+    from syllabus.data.cleaning import language_of
+
+    return "markdown" if path.lower().endswith((".md", ".markdown")) else language_of(path)
 
 
 def chat_turns(record: dict) -> list[tuple[str, str]] | None:
