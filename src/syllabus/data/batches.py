@@ -18,12 +18,12 @@ import torch
 
 from syllabus.config.source import SourceSpec, as_source_spec
 from syllabus.data.mixture import MixedDomainDataset
-from syllabus.data.packing import rows_to_batch
+from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import ShardRowStream
 from syllabus.data.shards import ShardSet, shard_folder
 from syllabus.data.sources import is_hub_spec
 from syllabus.data.text_stream import TextStreamDataset
-from syllabus.data.tokenizer import as_tokenizer, eos_id, tokenizer_fingerprint
+from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id, tokenizer_fingerprint
 
 
 def source_seed(seed: int, name: str) -> int:
@@ -54,21 +54,27 @@ class Batches:
     """Batches of one rank from a mixture; see the module docstring for the order invariant."""
 
     def __init__(self, mixture: MixedDomainDataset, *, eos: int, rank: int = 0, world_size: int = 1,
-                 doc_attention: bool = False):
+                 doc_attention: bool = False, packed: bool = True, pad: int | None = None):
         if not 0 <= rank < world_size:
             from syllabus.config.errors import ConfigError
 
             raise ConfigError(f"rank: must be in [0, {world_size}), got {rank}")
         self.mixture, self.eos = mixture, eos
         self.rank, self.world_size, self.doc_attention = rank, world_size, doc_attention
+        self.packed, self.pad = packed, eos if pad is None else pad
 
     def next_batch(self, micro_batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+        """Packed: rows of ``seq_len + 1`` tokens. Unpacked: whole documents truncated to ``seq_len + 1``
+        tokens, padded to the longest of this rank's micro-batch (labels -100 on padding)."""
         lo, hi = self.rank * micro_batch_size, (self.rank + 1) * micro_batch_size
         rows = []
         for g in range(self.world_size * micro_batch_size):
-            row = self.mixture.next_row(seq_len + 1, keep=lo <= g < hi)
+            take = self.mixture.next_row if self.packed else self.mixture.next_document
+            row = take(seq_len + 1, keep=lo <= g < hi)
             if row is not None:
                 rows.append(row)
+        if not self.packed:
+            return pad_documents(rows, pad_id=self.pad, doc_attention=self.doc_attention)
         return rows_to_batch(rows, eos_id=self.eos, doc_attention=self.doc_attention)
 
     def state_dict(self) -> dict:
@@ -94,14 +100,16 @@ class Batches:
 def open_batches(sources: "dict[str, str | SourceSpec]", weights: dict[str, float], tokenizer, *, split: str = "train",
                  seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
                  doc_attention: bool = False, num_workers: int = 0,
-                 max_epochs: dict[str, float] | None = None) -> Batches:
-    """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`)."""
+                 max_epochs: dict[str, float] | None = None, packed: bool = True) -> Batches:
+    """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`); ``packed``
+    False: whole documents padded per micro-batch."""
     tok = as_tokenizer(tokenizer)
     streams = {name: open_source(path, tok, split=split, seed=source_seed(seed, name), shuffle=shuffle,
                                  num_workers=num_workers)
                for name, path in sources.items()}
     mixture = MixedDomainDataset(streams, weights, max_epochs=max_epochs)
-    return Batches(mixture, eos=eos_id(tok), rank=rank, world_size=world_size, doc_attention=doc_attention)
+    return Batches(mixture, eos=eos_id(tok), rank=rank, world_size=world_size, doc_attention=doc_attention,
+                   packed=packed, pad=pad_id(tok))
 
 
 def iter_eval_batches(path: str, tokenizer, *, seq_len: int, batch_size: int, max_batches: int | None = None,
@@ -124,8 +132,8 @@ def epoch_tokens_of(stream) -> int:
     return stream.epoch_tokens if isinstance(stream, ShardRowStream) else stream.count_epoch_tokens()
 
 
-def epoch_tokens(path: str | Path, tokenizer, split: str = "train") -> int:
+def epoch_tokens(path: "str | Path | SourceSpec", tokenizer, split: str = "train") -> int:
     """Tokens (EOS included) in one epoch of a source: from the header for shards; raw sources are
     tokenized once."""
     tok = as_tokenizer(tokenizer)
-    return epoch_tokens_of(open_source(str(path), tok, split=split, shuffle=False))
+    return epoch_tokens_of(open_source(path, tok, split=split, shuffle=False))

@@ -168,6 +168,7 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
         kept.clear()
     else:
         tok = as_tokenizer(tokenizer)
+        save_tokenizer(tok, out / "tokenizer.json")  # beside the shards: a plan over them uses it
     eos = eos_id(tok)
     meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok), "eos_id": eos, "vocab_size": vocab_size(tok),
             "render": spec.render_options()}

@@ -92,12 +92,16 @@ class ShardWriter:
 class ShardSet:
     """Read-only view of a split folder: documents by global index, random access, memmapped."""
 
+    @staticmethod
+    def header_of(folder: str | Path) -> dict:
+        try:
+            return json.loads((Path(folder) / "header.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"data source: cannot read {Path(folder) / 'header.json'}: {err}") from err
+
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        try:
-            self.header = json.loads((self.folder / "header.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"data source: cannot read {self.folder / 'header.json'}: {err}") from err
+        self.header = self.header_of(self.folder)
         if self.header.get("format") != FORMAT:
             raise ConfigError(f"data source: {self.folder} is not a {FORMAT} folder")
         dtype = np.dtype(self.header["dtype"])
@@ -146,3 +150,36 @@ class ShardSet:
         """Tokens ``[start, stop)`` of document ``doc``."""
         base = self.doc_start[doc]
         return self.tokens[self.doc_shard[doc]][base + start: base + stop]
+
+
+def shards_tokenizer(sources: dict[str, str]):
+    """The tokenizer the prepared shard sources among ``sources`` (name -> path) were made with, or ``None``
+    when none is prepared. All must agree (one ``ConfigError`` line naming the sources that differ); the
+    tokenizer is read from ``tokenizer.json`` beside the split folders (``syllabus prepare`` writes it)."""
+    from syllabus.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+
+    by_print: dict[str, list[str]] = {}
+    folders: dict[str, Path] = {}
+    for name, path in sources.items():
+        if str(path).startswith("hf:"):
+            continue
+        folder = shard_folder(path, "train")
+        if folder is None:
+            continue
+        fingerprint = ShardSet.header_of(folder).get("tokenizer_fingerprint", "?")
+        by_print.setdefault(fingerprint, []).append(name)
+        folders.setdefault(fingerprint, Path(path))
+    if not by_print:
+        return None
+    if len(by_print) > 1:
+        groups = "; ".join(f"{', '.join(names)} with tokenizer {fp}" for fp, names in by_print.items())
+        raise ConfigError(f"sources: prepared shards were made with different tokenizers ({groups}); "
+                          f"prepare them with one tokenizer")
+    (fingerprint, names), = by_print.items()
+    for candidate in (folders[fingerprint] / "tokenizer.json", folders[fingerprint].parent / "tokenizer.json"):
+        if candidate.is_file():
+            tok = load_tokenizer(candidate)
+            if tokenizer_fingerprint(tok) == fingerprint:
+                return tok
+    raise ConfigError(f"sources: {', '.join(names)} were prepared with tokenizer {fingerprint}, but no tokenizer.json "
+                      f"of it lies beside them; set tokenizer.path to it")

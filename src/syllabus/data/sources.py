@@ -71,6 +71,9 @@ def resolve_files(spec: str | Path) -> list[Path]:
     path = Path(text)
     if path.is_file():
         return [path]
+    if (path / "header.json").is_file() or (path / "train" / "header.json").is_file():
+        raise ConfigError(f"data source: {path} holds prepared token shards, which are read as shards, never as "
+                          f"text (a tokenizer is not trained on them: use the one they were prepared with)")
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*")
