@@ -1,0 +1,67 @@
+"""Prepared shards remember how their records were rendered and which tokenizer made them."""
+
+import json
+import time
+
+import pytest
+from tokenizers import Tokenizer
+
+from syllabus.cli.main import main
+from syllabus.config.errors import ConfigError
+from syllabus.config.source import SourceSpec
+from syllabus.data import open_source, prepare_shards, train_tokenizer
+from syllabus.data.shards import shards_tokenizer
+from syllabus.data.sources import resolve_files
+from tests.data.test_records import CHAT, GSM8K, GSM_TEMPLATE, write
+
+
+def quiet(*_):
+    pass
+
+
+def test_shards_record_render_options_and_refuse_others(tmp_path, tok):
+    write(tmp_path / "chat.jsonl", [CHAT] * 30)
+    prepare_shards(str(tmp_path / "chat.jsonl"), tok, tmp_path / "out", workers=1, records={"format": "chat"},
+                   echo=quiet)
+    header = json.loads((tmp_path / "out" / "train" / "header.json").read_text())
+    assert header["render"]["format"] == "chat"
+    open_source(str(tmp_path / "out"), tok)  # a plain path uses the shards as made
+    open_source(SourceSpec(path=str(tmp_path / "out"), format="chat"), tok)
+    with pytest.raises(ConfigError, match=r"calculator: made with 'keep', asked 'tags'"):
+        open_source(SourceSpec(path=str(tmp_path / "out"), calculator="tags"), tok)
+    with pytest.raises(ConfigError, match="prepared token shards"):  # never read as text
+        resolve_files(tmp_path / "out")
+
+
+def test_prepare_without_format_chat_names_the_option(tmp_path, tok, capsys):
+    write(tmp_path / "chat.jsonl", [CHAT] * 30)
+    tok.save(str(tmp_path / "tok.json"))
+    code = main(["prepare", str(tmp_path / "chat.jsonl"), "--out", str(tmp_path / "o"), "--tokenizer",
+                 str(tmp_path / "tok.json"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing_field=30" in err and "set `format: chat`" in err
+    assert main(["prepare", str(tmp_path / "chat.jsonl"), "--out", str(tmp_path / "o"), "--tokenizer",
+                 str(tmp_path / "tok.json"), "--format", "chat", "--workers", "1"]) == 0
+
+
+def test_gsm8k_folder_train_and_test_files(tmp_path, tok):
+    write(tmp_path / "gsm8k" / "train.jsonl", [GSM8K] * 20)
+    write(tmp_path / "gsm8k" / "test.jsonl", [{**GSM8K, "question": "Another question?"}] * 5)
+    report = prepare_shards(str(tmp_path / "gsm8k"), tok, tmp_path / "out", workers=1, echo=quiet,
+                            records={"template": GSM_TEMPLATE, "calculator": "tags"}, cleaning=None)
+    assert report["splits"]["train"]["docs"] == 1 and report["splits"]["val"]["docs"] == 1  # exact dedup
+
+
+def test_shards_of_two_tokenizers_fail_fast_naming_them(tmp_path, tok, real_text):
+    write(tmp_path / "a.jsonl", [{"text": line} for line in real_text.splitlines()[:50] if line.strip()])
+    other = train_tokenizer([line for line in real_text.splitlines() if line.strip()], 400)
+    prepare_shards(str(tmp_path / "a.jsonl"), tok, tmp_path / "one", workers=1, echo=quiet)
+    prepare_shards(str(tmp_path / "a.jsonl"), other, tmp_path / "two", workers=1, echo=quiet)
+    found = shards_tokenizer({"wiki": str(tmp_path / "one"), "raw": str(tmp_path / "a.jsonl")})
+    assert isinstance(found, Tokenizer) and found.to_str() == tok.to_str()
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        shards_tokenizer({"wiki": str(tmp_path / "one"), "math": str(tmp_path / "two")})
+    assert time.perf_counter() - start < 1.0
+    assert "wiki with tokenizer" in str(err.value) and "math with tokenizer" in str(err.value)
+    assert "\n" not in str(err.value)
