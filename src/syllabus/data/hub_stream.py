@@ -80,7 +80,7 @@ class HubStreamDataset(TextStreamDataset):
 
     def __init__(self, spec: SourceSpec, tokenizer, *, split: str = "train", shuffle: bool = True, seed: int = 0,
                  val_fraction: float = DEFAULT_VAL_FRACTION, packed: bool = True, doc_attention: bool = False,
-                 rows_per_unit: int = ROWS_PER_UNIT, **_ignored):
+                 rows_per_unit: int | None = None, **_ignored):
         self.tok = as_tokenizer(tokenizer)
         self.spec, self.all_files, self.name = spec, [], spec.path
         stream = hub_stream(spec.path, split)
@@ -92,7 +92,7 @@ class HubStreamDataset(TextStreamDataset):
         self.stream = stream
         self.source = HubUnits(stream, self.tok, RecordRenderer(spec), split=split, hash_split=hash_split,
                                val_fraction=val_fraction, shuffle=shuffle, seed=seed,
-                               num_rows=_num_rows(stream, spec.path), rows_per_unit=rows_per_unit)
+                               num_rows=_num_rows(stream, spec.path), rows_per_unit=rows_per_unit or ROWS_PER_UNIT)
         self.units = self.source.units
         self.seq_len, self.packed, self.doc_attention = None, packed, doc_attention
         self.eos, self.pad = eos_id(self.tok), pad_id(self.tok)
