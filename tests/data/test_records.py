@@ -152,3 +152,28 @@ def test_gsm8k_calculator_tags_are_ids_and_arithmetic_digit_split(tmp_path, tok)
     inside = ids[ids.index(calc) + 1: ids.index(end)]
     assert [stage_tok.decode([i]) for i in inside] == list("48/2=24")
     assert stage_tok.decode(ids[:-1], skip_special_tokens=False).endswith("#### 72")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_loss_on_assistant_labels_only_assistant_turns(tmp_path, tok, packed):
+    from syllabus.data import open_batches
+
+    rec = {"messages": [{"role": "user", "content": "Say the sum of 12 and 30."},
+                        {"role": "assistant", "content": "It is 42."},
+                        {"role": "user", "content": "And twice that?"},
+                        {"role": "assistant", "content": "84."}]}
+    write(tmp_path / "chat.jsonl", [rec] * 40)
+    spec = SourceSpec(path=str(tmp_path / "chat.jsonl"), format="chat", loss_on="assistant")
+    batches = open_batches({"chat": spec}, {"chat": 1.0}, tok, packed=packed)
+    batch = batches.next_batch(2, 64)
+    for row in range(2):
+        labels = batch["labels"][row]
+        trained = labels[labels != -100].tolist()
+        eos = trained.count(0)
+        text = tok.decode([t for t in trained if t != 0])
+        if not packed:
+            assert text == " It is 42.84." and eos == 1  # " It" is one token, starting at the space
+            inputs = tok.decode(batch["input_ids"][row][batch["input_ids"][row] != 1].tolist())
+            assert inputs.startswith("User: Say the sum")
+        else:
+            assert "User" not in text and "sum" not in text and "42." in text

@@ -71,7 +71,7 @@ class PreTrainingConfig(BaseModel):
                                                                            "tags (<calculation>…</calculation>), strip")
     languages: list[str] = Field(default_factory=list, description="keep only records/files of these languages")
     loss_on: Literal["all", "assistant"] = Field("all", description="assistant: loss on assistant turns only "
-                                                                    "(format chat, packing false)")
+                                                                    "(format chat)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     pin_memory: bool = Field(False, description="pin batches in page-locked memory (CUDA)")
 
@@ -128,8 +128,6 @@ class PreTrainingConfig(BaseModel):
             raise ValueError(f"data_mix_weights: must sum to 1, got {sum(self.data_mix_weights):g}")
         if any(w < 0 for w in self.data_mix_weights):
             raise ValueError("data_mix_weights: every weight must be >= 0")
-        if self.loss_on == "assistant" and self.packing:
-            raise ValueError("loss_on: assistant needs packing: false (whole chats, masked outside assistant turns)")
         if self.strategy == "fsdp" and self.mixed_precision == "fp16":
             raise ValueError("mixed_precision: fp16 is not supported with strategy fsdp; use bf16 or fp32")
         if self.min_learning_rate > self.learning_rate:

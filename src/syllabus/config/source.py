@@ -36,7 +36,7 @@ class SourceSpec(BaseModel):
     chat_template: str | None = Field(None, description="a Hugging Face tokenizer_config.json whose chat_template "
                                                         "renders chat records (format chat)")
     loss_on: Literal["all", "assistant"] = Field("all", description="assistant: train only on assistant turns "
-                                                                   "(format chat; needs packing: false)")
+                                                                   "(format chat; other tokens get label -100)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SourceSpec":
@@ -44,6 +44,8 @@ class SourceSpec(BaseModel):
             raise ValueError("template: give either format: chat or a template, not both")
         if self.loss_on == "assistant" and self.format != "chat":
             raise ValueError("loss_on: assistant needs format: chat (only chat records have assistant turns)")
+        if self.loss_on == "assistant" and self.chat_template is not None:
+            raise ValueError("loss_on: assistant works with the default chat rendering, not a chat_template")
         if self.chat_template is not None and self.format != "chat":
             raise ValueError("chat_template: only used with format: chat")
         return self

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
-from syllabus.data.records import RecordRenderer
+from syllabus.data.records import RecordRenderer, Rendered
 from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import epoch_rng
 from syllabus.data import sources
@@ -48,14 +48,29 @@ ENCODE_CHUNK = 64  # documents per encode_batch call (keeps tokenizer scratch me
 
 
 def encode_documents(tok, texts: list[str], eos: int) -> list[np.ndarray]:
-    """Token ids of each text followed by EOS (int32)."""
+    """Token ids of each text followed by EOS (int32).
+
+    A text that carries ``spans`` (a chat rendered for ``loss_on: assistant``, see
+    :class:`~syllabus.data.records.Rendered`) marks the tokens to train on: a token whose characters
+    overlap no span is stored as ``-(id + 1)`` (:func:`~syllabus.data.packing.pad_documents` turns
+    those into inputs with label -100); the closing EOS is trained when the last span ends the text."""
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     out: list[np.ndarray] = []
     for i in range(0, len(texts), ENCODE_CHUNK):
-        for enc in encode(texts[i: i + ENCODE_CHUNK], add_special_tokens=False):
+        chunk = texts[i: i + ENCODE_CHUNK]
+        masked = any(getattr(t, "spans", None) is not None and isinstance(t, Rendered) for t in chunk)
+        for text, enc in zip(chunk, (tok.encode_batch if masked else encode)(chunk, add_special_tokens=False)):
             ids = np.empty(len(enc.ids) + 1, dtype=np.int32)
             ids[:-1] = enc.ids
             ids[-1] = eos
+            if isinstance(text, Rendered):
+                starts = np.array([o[0] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                ends = np.array([o[1] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                trained = np.zeros(len(ids), dtype=bool)
+                for a, b in text.spans:  # a token overlapping a span (" It" starts at the space before it)
+                    trained |= (starts < b) & (ends > a)
+                trained[-1] = bool(text.spans) and text.spans[-1][1] == len(text)
+                ids[~trained] = -ids[~trained] - 1
             out.append(ids)
     return out
 
