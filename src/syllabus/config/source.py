@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Options that change the rendered text: recorded in prepared shards and compared at the door.
 RENDER_OPTIONS = ("format", "text_field", "template", "calculator", "steps", "languages", "chat_template")
@@ -25,7 +25,8 @@ class SourceSpec(BaseModel):
                             "turn by turn with their roles")
     text_field: str = Field("text", min_length=1, description="JSONL/Parquet field holding the text (format text)")
     template: str | None = Field(None, description='fill {field} names from each record, e.g. '
-                                                   '"Question: {question}\\nAnswer: {answer}"')
+                                                   '"Question: {question}\\nAnswer: {answer}" (a typed \\n, '
+                                                   'backslash then n as a shell passes it, is a newline)')
     calculator: Literal["keep", "tags", "strip"] = Field(
         "keep", description="GSM8K calculator notes <<48/2=24>>: keep as written, tags (<calculation>48/2=24"
                             "</calculation>) or strip")
@@ -37,6 +38,11 @@ class SourceSpec(BaseModel):
                                                         "renders chat records (format chat)")
     loss_on: Literal["all", "assistant"] = Field("all", description="assistant: train only on assistant turns "
                                                                    "(format chat; other tokens get label -100)")
+
+    @field_validator("template")
+    @classmethod
+    def _newlines(cls, value: str | None) -> str | None:
+        return None if value is None else value.replace("\\n", "\n").replace("\\t", "\t")
 
     @model_validator(mode="after")
     def _consistent(self) -> "SourceSpec":

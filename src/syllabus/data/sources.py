@@ -341,13 +341,13 @@ def _read_text_file(path: str, skips: Counter, renderer: RecordRenderer, max_doc
 def hub_stream(spec: str, split: str = "train"):
     """The ``datasets`` streaming dataset of ``hf:owner/name[:config]``, ``hf:json:FILES`` (also ``parquet``,
     ``text``: local data files) or ``hf:/path/to/saved_dataset`` (``save_to_disk`` folder). ``split`` "val"
-    reads the dataset's validation split; ``None`` when it has none."""
+    reads the dataset's validation split (else its test split, as GSM8K ships); ``None`` when it has neither."""
     try:
         import datasets
     except ImportError as err:
         raise ConfigError(f"data source {spec}: the 'datasets' package is needed (pip install datasets)") from err
     name, _, config = spec[3:].partition(":")
-    want = {"train": ("train",), "val": ("validation", "valid", "val", "dev")}[split]
+    want = {"train": ("train",), "val": ("validation", "valid", "val", "dev", "test")}[split]
     try:
         if name in ("json", "parquet", "text", "csv") and config:
             files = {"train": config}
