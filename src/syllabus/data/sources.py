@@ -112,10 +112,17 @@ def split_by_names(files: list[Path]) -> dict[Path, str] | None:
     return None
 
 
-def held_out_rule(files: list[Path]) -> str:
-    """Where a source's held-out rows come from, in words (for the plan table)."""
-    named = {split_of_name(f) for f in files}
-    return "val file" if "val" in named else "test file" if "test" in named else "hash split"
+def held_out_rule(path: str) -> str:
+    """Where the held-out rows of the source at ``path`` come from, in words (for the plan table)."""
+    if is_hub_spec(path):
+        return "the dataset's validation (else test) split, else a hash split"
+    if (Path(path) / "header.json").is_file() or (Path(path) / "val" / "header.json").is_file():
+        return "its prepared val split"
+    try:
+        named = {split_of_name(f) for f in resolve_files(path)}
+    except ConfigError:
+        return "?"
+    return "the val file" if "val" in named else "the test file" if "test" in named else "a content-hash split"
 
 
 def files_for_split(files: list[Path], split: str) -> tuple[list[Path], bool]:

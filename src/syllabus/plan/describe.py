@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from syllabus.config.plan import PlanConfig
+from syllabus.data.sources import held_out_rule
 from syllabus.plan.stages import stage_phases, stage_weights
 
 ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measured matmul peak
@@ -37,6 +38,11 @@ def describe_plan(plan: PlanConfig, steps: list[int], epoch_tokens: dict[str, in
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
         if stage.special_tokens:
             lines.append(f"{'':<17}adds special tokens {' '.join(stage.special_tokens)}")
+    lines += ["", "sources (read as; held-out rows from):"]
+    for name in plan.sources:
+        spec = plan.source_spec(name)
+        options = ", ".join(f"{k}: {v}" for k, v in spec.model_dump(exclude={"path"}, exclude_defaults=True).items())
+        lines.append(f"  {name:<12} {spec.path} ({options or 'text'}); held out: {held_out_rule(spec.path)}")
     return "\n".join(lines)
 
 
