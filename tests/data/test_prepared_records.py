@@ -65,3 +65,26 @@ def test_shards_of_two_tokenizers_fail_fast_naming_them(tmp_path, tok, real_text
     assert time.perf_counter() - start < 1.0
     assert "wiki with tokenizer" in str(err.value) and "math with tokenizer" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_tokenizer_train_on_shards_is_refused_at_the_door(tmp_path, tok):
+    from syllabus.config.load import validate
+    from syllabus.config.plan import PlanConfig
+
+    write(tmp_path / "a.jsonl", [{"text": f"document {i} about the sea"} for i in range(30)])
+    prepare_shards(str(tmp_path / "a.jsonl"), tok, tmp_path / "wiki", workers=1, echo=quiet)
+    plan = {"name": "p", "sources": {"wiki": str(tmp_path / "wiki")}, "tokenizer": {"train_on": ["wiki"]},
+            "stages": [{"name": "s", "data": {"wiki": 1.0}, "budget": {"steps": 1}}]}
+    with pytest.raises(ConfigError, match=r"tokenizer.train_on: 'wiki' is prepared token shards, not text"):
+        validate(PlanConfig, plan)
+
+
+def test_saved_datasets_folder_streams_as_hf_source(tmp_path, tok):
+    import datasets
+
+    from syllabus.data import open_batches
+
+    datasets.Dataset.from_list([CHAT] * 40).save_to_disk(str(tmp_path / "saved"))
+    spec = SourceSpec(path=f"hf:{tmp_path / 'saved'}", format="chat")
+    batch = open_batches({"chat": spec}, {"chat": 1.0}, tok).next_batch(2, 16)
+    assert "User: What is 12" in tok.decode(batch["input_ids"].flatten().tolist())
