@@ -21,7 +21,8 @@ from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
 from syllabus.data.records import RecordRenderer
 from syllabus.data.shard_stream import epoch_rng
-from syllabus.data.sources import explain_skips, hub_stream
+from syllabus.data.hub import hub_stream
+from syllabus.data.sources import explain_skips
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, TextStreamDataset, encode_documents
 from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
 from syllabus.data.text_stream import split_of_text

@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from syllabus.config.errors import ConfigError
+from syllabus.config.source import SourceSpec
 from syllabus.data.cleaning import CleaningOptions, clean_latex, language_problem, quality_problem
 from syllabus.data.dedup import ExactDedup, NearDedup
-from syllabus.data.shards import ShardWriter, token_dtype
-from syllabus.config.source import SourceSpec
+from syllabus.data.hub import hub_stream, read_hub
 from syllabus.data.records import RecordRenderer
-from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, hub_stream, is_hub_spec, is_jsonl, plan_units,
-                                   read_hub, read_unit, resolve_files, split_by_names, split_of_text)
+from syllabus.data.shards import ShardWriter, token_dtype
+from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, is_hub_spec, is_jsonl, plan_units, read_unit,
+                                   resolve_files, split_by_names, split_of_text)
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, encode_documents
 from syllabus.data.tokenizer import (as_tokenizer, eos_id, save_tokenizer, tokenizer_fingerprint,
                                      train_tokenizer, vocab_size)

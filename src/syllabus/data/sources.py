@@ -5,14 +5,16 @@ A *source spec* is a file, a folder (every readable file below it), a glob, or
 
 Formats:
 - JSONL (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``; also ``.json``/``.ndjson``): one JSON object per
-  line, text in ``text_field`` (default ``"text"``);
-- Parquet (``.parquet``): the ``text_field`` column;
+  line (a UTF-8 byte-order mark and CRLF line ends are allowed), rendered to text by the source's
+  :class:`~syllabus.data.records.RecordRenderer` (default: the ``text`` field);
+- Parquet (``.parquet``): one record per row, rendered the same way;
 - plain text (``.txt``, ``.md``, ``.tex``, ``.py`` and any other file): **one document per file**
   (a book or an article stays whole; split big files yourself if you want smaller documents).
 
 Malformed records never stop a run: they are skipped and counted by reason in a ``Counter``
-(``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``empty``,
-``invalid_utf8``, ``too_long``, ``unreadable``).
+(``invalid_json``, ``not_an_object``, ``missing_field``, ``missing_field:<name>``, ``wrong_type``,
+``empty``, ``language``, ``invalid_utf8``, ``too_long``, ``unreadable``); :func:`explain_skips` turns
+the counts into one line naming the fields the records have and the option that would read them.
 
 Files are read in *units* so that any unit can be re-read on its own (the shuffle buffer and the
 resume point of a stream): a byte range of an uncompressed JSONL file (lines that *start* in the
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
+from syllabus.data.hub import read_hub
 from syllabus.data.records import RecordRenderer, suggestion_for
 
 log = logging.getLogger("syllabus")
@@ -343,46 +346,3 @@ def _read_text_file(path: str, skips: Counter, renderer: RecordRenderer, max_doc
         skips["language"] += 1
         return
     yield text
-
-
-def hub_stream(spec: str, split: str = "train"):
-    """The ``datasets`` streaming dataset of ``hf:owner/name[:config]``, ``hf:json:FILES`` (also ``parquet``,
-    ``text``: local data files) or ``hf:/path/to/saved_dataset`` (``save_to_disk`` folder). ``split`` "val"
-    reads the dataset's validation split (else its test split, as GSM8K ships); ``None`` when it has neither."""
-    try:
-        import datasets
-    except ImportError as err:
-        raise ConfigError(f"data source {spec}: the 'datasets' package is needed (pip install datasets)") from err
-    name, _, config = spec[3:].partition(":")
-    want = {"train": ("train",), "val": ("validation", "valid", "val", "dev", "test")}[split]
-    try:
-        if name in ("json", "parquet", "text", "csv") and config:
-            files = {"train": config}
-            if split == "val":
-                return None
-            return datasets.load_dataset(name, data_files=files, split="train", streaming=True)
-        if Path(name).is_dir() and (Path(name) / "dataset_dict.json").is_file() or \
-                Path(name).is_dir() and (Path(name) / "dataset_info.json").is_file():
-            loaded = datasets.load_from_disk(name)
-            if isinstance(loaded, datasets.DatasetDict):
-                key = next((k for k in want if k in loaded), None)
-                return None if key is None else loaded[key].to_iterable_dataset()
-            return None if split == "val" else loaded.to_iterable_dataset()
-        splits = datasets.get_dataset_split_names(name, config or None)
-        key = next((k for k in want if k in splits), None)
-        return None if key is None else datasets.load_dataset(name, config or None, split=key, streaming=True)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError(f"data source {spec}: {err}") from None
-
-
-def read_hub(spec: str, skips: Counter, *, text_field: str = "text", renderer: RecordRenderer | None = None,
-             split: str = "train") -> Iterator[str]:
-    """Documents of a hub spec (see :func:`hub_stream`), rendered like file records."""
-    renderer = renderer or plain_renderer(text_field)
-    stream = hub_stream(spec, split)
-    if stream is None:
-        raise ConfigError(f"data source {spec}: no {split} split")
-    for record in stream:
-        text = renderer.render(record, skips)
-        if text is not None:
-            yield text

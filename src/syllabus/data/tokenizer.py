@@ -127,7 +127,8 @@ def training_sample(paths: list, max_chars: int = 20_000_000) -> Iterator[str]:
     options), about ``max_chars`` in all, shared evenly between them."""
     from syllabus.config.source import as_source_spec
     from syllabus.data.records import RecordRenderer
-    from syllabus.data.sources import files_for_split, is_hub_spec, read_documents, read_hub, resolve_files
+    from syllabus.data.hub import read_hub
+    from syllabus.data.sources import files_for_split, is_hub_spec, read_documents, resolve_files
 
     budget = max_chars // max(1, len(paths))
     for path in paths:
