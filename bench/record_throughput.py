@@ -10,7 +10,7 @@ the records are repeated (each copy made unique) into one JSONL file of about ``
 - ``stream``: one epoch of a ``TextStreamDataset`` over the same file (read, render, tokenize, pack), MB/s;
 - data wait: ``syllabus pretrain`` semantics (``PreTrainer``) on the chat file streamed, the ``tiny`` preset
   (CPU, fp32, micro batch 8 x 256 tokens): the mean of the logged ``data_wait`` (share of step time spent
-  waiting for batches) over the steps after the first.
+  waiting for batches) over all steps and over the steps after the first (which waits for the first unit).
 
 Nothing is downloaded; the demo corpus is built from installed packages into a temporary folder.
 """
@@ -89,16 +89,20 @@ def main() -> None:
         t = time.perf_counter()
         stream.count_epoch_tokens()
         rows.append((shape, "stream one epoch (render+tokenize)", mb, time.perf_counter() - t))
-    wait = data_wait(files["chat"], tok, tmp, args.steps)
+    waits = data_wait(files["chat"], tok, tmp, args.steps)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; vocab {args.vocab}")
     print(f"{'shape':9s} {'what':38s} {'MB':>6s} {'seconds':>8s} {'MB/s':>7s}")
     for shape, what, mb, sec in rows:
         print(f"{shape:9s} {what:38s} {mb:6.1f} {sec:8.2f} {mb / sec:7.2f}")
+    whole, after_first = sum(waits) / len(waits), sum(waits[1:]) / max(1, len(waits) - 1)
     print(f"data wait, chat source streamed, tiny model, micro batch 8 x 256, {args.steps} steps: "
-          f"{wait:.2%} of step time")
+          f"{whole:.2%} of step time over all steps, {after_first:.2%} after the first "
+          f"(the first step waits for the first unit: {waits[0]:.1%})")
+    print(json.dumps({"mb_per_s": {f"{shape}/{what.split()[0]}": round(mb / sec, 3) for shape, what, mb, sec in rows},
+                      "data_wait": round(whole, 5), "data_wait_after_first": round(after_first, 5)}))
 
 
-def data_wait(chat: tuple[Path, dict], tok, tmp: Path, steps: int) -> float:
+def data_wait(chat: tuple[Path, dict], tok, tmp: Path, steps: int) -> list[float]:
     from syllabus import PreTrainer, PreTrainingConfig
     from syllabus.data import save_tokenizer
 
@@ -109,8 +113,7 @@ def data_wait(chat: tuple[Path, dict], tok, tmp: Path, steps: int) -> float:
                             eval_interval=10 ** 6, log_interval=1, mixed_precision="fp32", device="cpu",
                             **options)
     PreTrainer(cfg).train()
-    waits = [json.loads(line)["data_wait"] for line in open(tmp / "run" / "metrics.jsonl") if '"data_wait"' in line]
-    return sum(waits[1:]) / max(1, len(waits) - 1)
+    return [json.loads(line)["data_wait"] for line in open(tmp / "run" / "metrics.jsonl") if '"data_wait"' in line]
 
 
 if __name__ == "__main__":
