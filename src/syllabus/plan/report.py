@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syllabus.config.plan import PlanConfig  # noqa: E402
+from syllabus.plan.stages import stage_weights  # noqa: E402
 
 
 def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
@@ -29,6 +30,7 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines = [f"# {plan.name}", "", f"Stages finished: {len(state.get('completed', []))} of {len(order)}.", ""]
     lines += _forgetting_table(order, results, plan)
     lines += _expectations(plan, results)
+    lines += _mix_table(plan, records)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
     lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
@@ -87,6 +89,28 @@ def _forgetting_table(order: list[str], results: dict, plan: PlanConfig) -> list
             if name in results:
                 lines.append(f"| {name} | " + " | ".join(f"{results[name].get(t, float('nan')):.3f}" for t in tasks)
                              + " |")
+    return lines + [""]
+
+
+def _mix_table(plan: PlanConfig, records: list[dict]) -> list[str]:
+    """Planned vs realized token shares per stage, from each stage's closing ``event: data`` record: realized
+    over the whole stage, and since the last change of weights (the forgetting gate's, when it acted)."""
+    mixes = {r["stage"]: r["mix"] for r in records if r.get("event") == "data" and "stage" in r}
+    if not mixes:
+        return []
+    lines = ["## Data mix per stage", "",
+             "Share of tokens per source: planned by the plan, the target at the stage's end (after any change by "
+             "the forgetting gate), realized over the whole stage and since the last change.", "",
+             "| stage | source | planned | final target | realized | realized since change | tokens |",
+             "|---|---|---|---|---|---|---|"]
+    for index, stage in enumerate(plan.stages):
+        if stage.name not in mixes:
+            continue
+        planned = stage_weights(plan, index)
+        for source, row in mixes[stage.name].items():
+            since = row.get("realized_share_since_change", row["realized_share"])
+            lines.append(f"| {stage.name} | {source} | {planned.get(source, 0.0):.3f} | {row['target_share']:.3f} | "
+                         f"{row['realized_share']:.3f} | {since:.3f} | {row['tokens']:,} |")
     return lines + [""]
 
 
