@@ -3,6 +3,7 @@
 from syllabus.config.load import validate
 from syllabus.config.plan import PlanConfig
 from syllabus.plan.describe import describe_plan
+from syllabus.plan.stages import resolve_stages
 from tests.data.test_records import GSM8K, write
 
 
@@ -15,7 +16,7 @@ def test_plan_table_names_record_options_and_held_out_rows(tmp_path):
                                            "calculator": "tags"},
                                  "mot": {"path": str(tmp_path / "mot"), "format": "chat"}, "hub": "hf:openai/gsm8k:main"},
         "stages": [{"name": "s", "data": {"gsm8k": 0.5, "mot": 0.25, "hub": 0.25}, "budget": {"steps": 2}}]})
-    table = describe_plan(plan, [2], {})
+    table = describe_plan(plan, resolve_stages(plan, tmp_path / "run", {}), {})
     assert "calculator: tags" in table and "held out: the test file" in table
     assert "format: chat" in table and "held out: a content-hash split" in table
     assert "validation (else test) split" in table
