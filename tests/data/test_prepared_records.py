@@ -88,3 +88,24 @@ def test_saved_datasets_folder_streams_as_hf_source(tmp_path, tok):
     spec = SourceSpec(path=f"hf:{tmp_path / 'saved'}", format="chat")
     batch = open_batches({"chat": spec}, {"chat": 1.0}, tok).next_batch(2, 16)
     assert "User: What is 12" in tok.decode(batch["input_ids"].flatten().tolist())
+
+
+def test_shards_prepared_with_stage_tokens_hold_tags_as_single_ids(tmp_path, tok, caplog):
+    from syllabus.data import add_special_tokens, iter_eval_batches
+
+    write(tmp_path / "chat.jsonl", [CHAT] * 30)
+    prepare_shards(str(tmp_path / "chat.jsonl"), tok, tmp_path / "mot", workers=1, records={"format": "chat"},
+                   special_tokens=["<think>", "</think>"], echo=quiet)
+    assert shards_tokenizer({"mot": str(tmp_path / "mot")}).to_str() == tok.to_str()  # the base tokenizer
+    stage = Tokenizer.from_str(tok.to_str())
+    think, end = add_special_tokens(stage, ["<think>", "</think>", "<calculation>"])[:2]
+    row = open_source(str(tmp_path / "mot"), stage, shuffle=False).read_row(40).tolist()
+    assert row.count(think) == 1 and row.count(end) == 1
+    with pytest.raises(ConfigError, match="lacks <think> </think>"):  # an earlier stage trains on it: refused
+        open_source(str(tmp_path / "mot"), tok)
+    with caplog.at_level("INFO", logger="syllabus"):  # ...and scoring it there is skipped, said once
+        assert list(iter_eval_batches(str(tmp_path / "mot"), tok, seq_len=16, batch_size=2, split="train")) == []
+    assert "not evaluated in this stage" in caplog.text
+    other = train_tokenizer(["some other text entirely"] * 50, 300)
+    with pytest.raises(ConfigError, match="prepare it again with this tokenizer"):
+        open_source(str(tmp_path / "mot"), other)

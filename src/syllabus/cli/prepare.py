@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="tags: wrap each answer/solution line in <step>...</step>")
     records.add_argument("--languages", default="", help="comma list: keep only records/files of these languages")
     records.add_argument("--chat-template", help="tokenizer_config.json whose chat_template renders chat records")
+    records.add_argument("--special-tokens", default="",
+                         help="comma list, e.g. '<think>,</think>': the plan's stage tokens up to the stage that trains "
+                              "on this source, in the plan's order; tags in the text become single ids")
     parser.add_argument("--workers", type=int, default=2, help="tokenization processes (default: 2)")
     parser.add_argument("--val-fraction", type=float, default=0.01,
                         help="share of documents held out by content hash when inputs have no val file")
@@ -62,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError([describe_error(SourceSpec, e) for e in err.errors()]) from None
     prepare_shards(args.inputs, args.tokenizer, args.out, workers=args.workers, text_field=args.text_field,
                    val_fraction=args.val_fraction, cleaning=cleaning, vocab_size_to_train=args.vocab_size,
-                   records=given)
+                   records=given, special_tokens=[t.strip() for t in args.special_tokens.split(",") if t.strip()])
     return 0

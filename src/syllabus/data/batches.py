@@ -10,6 +10,7 @@ global batch is the same, rows continue exactly).
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,13 @@ from syllabus.config.source import SourceSpec, as_source_spec
 from syllabus.data.mixture import MixedDomainDataset
 from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import ShardRowStream
-from syllabus.data.shards import ShardSet, shard_folder
+from syllabus.data.shards import ShardSet, TokensNotDeclared, shard_folder
 from syllabus.data.sources import is_hub_spec
 from syllabus.data.text_stream import TextStreamDataset
-from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id, tokenizer_fingerprint
+from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
+
+
+log = logging.getLogger("syllabus")
 
 
 def source_seed(seed: int, name: str) -> int:
@@ -44,7 +48,7 @@ def open_source(path: "str | Path | SourceSpec", tokenizer, *, split: str = "tra
     folder = shard_folder(spec.path, split)
     if folder is not None:
         shards = ShardSet(folder)
-        shards.check_tokenizer(tokenizer_fingerprint(tokenizer))
+        shards.check_tokenizer(tokenizer)
         shards.check_render_options(spec.render_options(explicit=True))
         return ShardRowStream(shards, seed=seed, shuffle=shuffle)
     return TextStreamDataset(spec, tokenizer, split=split, shuffle=shuffle, seed=seed, num_workers=num_workers)
@@ -117,7 +121,11 @@ def iter_eval_batches(path: str, tokenizer, *, seq_len: int, batch_size: int, ma
     """Deterministic, unshuffled packed batches over one pass of a source's ``split`` (the last
     batch may hold fewer rows; a tail shorter than one row is dropped)."""
     tok = as_tokenizer(tokenizer)
-    stream = open_source(path, tok, split=split, shuffle=False)
+    try:
+        stream = open_source(path, tok, split=split, shuffle=False)
+    except TokensNotDeclared as err:  # e.g. a reasoning source scored before the stage that adds <think>
+        log.info("not evaluated in this stage: %s", err)
+        return
     total = epoch_tokens_of(stream)
     rows_left = total // (seq_len + 1)
     produced = 0
@@ -136,4 +144,8 @@ def epoch_tokens(path: "str | Path | SourceSpec", tokenizer, split: str = "train
     """Tokens (EOS included) in one epoch of a source: from the header for shards; raw sources are
     tokenized once."""
     tok = as_tokenizer(tokenizer)
+    spec = as_source_spec(path)
+    folder = None if is_hub_spec(spec.path) else shard_folder(spec.path, split)
+    if folder is not None:  # from the header, whatever special tokens the shards were prepared with
+        return ShardSet(folder).num_tokens
     return epoch_tokens_of(open_source(path, tok, split=split, shuffle=False))

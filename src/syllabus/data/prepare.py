@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
 from syllabus.data.cleaning import CleaningOptions, clean_latex, language_problem, quality_problem
@@ -29,7 +31,7 @@ from syllabus.data.shards import ShardWriter, token_dtype
 from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, is_hub_spec, is_jsonl, plan_units, read_unit,
                                    resolve_files, split_by_names, split_of_text)
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, encode_documents
-from syllabus.data.tokenizer import (as_tokenizer, eos_id, save_tokenizer, tokenizer_fingerprint,
+from syllabus.data.tokenizer import (add_special_tokens, as_tokenizer, eos_id, save_tokenizer, tokenizer_fingerprint,
                                      train_tokenizer, vocab_size)
 
 log = logging.getLogger("syllabus")
@@ -129,14 +131,18 @@ def _tokenized(chunks, tok, workers: int) -> Iterator[tuple[list[str], list]]:
 def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, workers: int = 2,
                    text_field: str = "text", val_fraction: float = DEFAULT_VAL_FRACTION,
                    cleaning: CleaningOptions | None = None, vocab_size_to_train: int | None = None,
-                   max_doc_bytes: int = MAX_DOC_BYTES, records: dict | None = None, echo=print) -> dict:
+                   max_doc_bytes: int = MAX_DOC_BYTES, records: dict | None = None,
+                   special_tokens: list[str] | None = None, echo=print) -> dict:
     """Read, render, clean, split and tokenize ``inputs`` into ``out_dir/{train,val}``; return the report.
 
     ``tokenizer`` is a Tokenizer or a path; ``None`` with ``vocab_size_to_train`` trains one on the
     cleaned training documents and saves it as ``out_dir/tokenizer.json``. ``records`` holds the record
     options of :class:`~syllabus.config.source.SourceSpec` (``format``, ``template``, ``calculator``,
     ``steps``, ``languages``, ``chat_template``); they are written to each split's ``header.json`` under
-    ``render``, and a run that asks for other ones is refused. Raises ``ConfigError`` when no document
+    ``render``, and a run that asks for other ones is refused. ``special_tokens`` (the plan's stage tokens up
+    to the stage that trains on this source, in the plan's order, e.g. ``<think>``) are added to the tokenizer
+    before tokenizing, so tags in the text become single ids; ``OUT/tokenizer.json`` stays the base one and
+    the header records ``special_tokens`` (token -> id). Raises ``ConfigError`` when no document
     survives (the message names the skip reasons and the fields the records have).
     """
     spec = SourceSpec.model_validate({"path": "-", "text_field": text_field, **(records or {})})
@@ -170,9 +176,13 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
     else:
         tok = as_tokenizer(tokenizer)
         save_tokenizer(tok, out / "tokenizer.json")  # beside the shards: a plan over them uses it
+    base = {"base_fingerprint": tokenizer_fingerprint(tok), "base_vocab_size": vocab_size(tok)}
+    if special_tokens:
+        tok = Tokenizer.from_str(tok.to_str())
+        base["special_tokens"] = dict(zip(special_tokens, add_special_tokens(tok, list(special_tokens))))
     eos = eos_id(tok)
     meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok), "eos_id": eos, "vocab_size": vocab_size(tok),
-            "render": spec.render_options()}
+            "render": spec.render_options(), **base}
     dtype = token_dtype(vocab_size(tok))
     writers = {s: ShardWriter(out / s, dtype=dtype, meta={**meta, "split": s}) for s in ("train", "val")}
     raw_bytes = 0

@@ -42,6 +42,20 @@ def shard_folder(path: str | Path, split: str) -> Path | None:
     return None
 
 
+class TokensNotDeclared(ConfigError):
+    """Shards hold special tokens the current stage's tokenizer does not have (yet)."""
+
+
+def _fingerprint_below(tokenizer, size: int) -> str:
+    """The fingerprint of ``tokenizer`` without the added tokens of id >= ``size`` (its base tokenizer)."""
+    import hashlib
+
+    data = json.loads(tokenizer.to_str())
+    data["added_tokens"] = [t for t in data.get("added_tokens", []) if t["id"] < size]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
 class ShardWriter:
     """Append tokenized documents (EOS already included) to a split folder; ``close`` writes the header."""
 
@@ -128,12 +142,28 @@ class ShardSet:
     def fingerprint(self) -> str | None:
         return self.header.get("tokenizer_fingerprint")
 
-    def check_tokenizer(self, fingerprint: str) -> None:
-        if self.fingerprint and self.fingerprint != fingerprint:
+    def check_tokenizer(self, tokenizer) -> None:
+        """The shards' ids must mean the same in ``tokenizer``: the same tokenizer, or the same base tokenizer
+        with the special tokens the shards were prepared with at the same ids (more may follow: a later
+        stage's). Raises :class:`TokensNotDeclared` when the tokenizer lacks some of them (an earlier stage),
+        ``ConfigError`` when the base differs."""
+        from syllabus.data.tokenizer import tokenizer_fingerprint
+
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        if not self.fingerprint or self.fingerprint == fingerprint:
+            return
+        specials = self.header.get("special_tokens", {})
+        lacking = [t for t, i in specials.items() if tokenizer.token_to_id(t) != i]
+        base = self.header.get("base_fingerprint", self.fingerprint)
+        base_size = self.header.get("base_vocab_size", self.header.get("vocab_size", 0))
+        if base != _fingerprint_below(tokenizer, base_size):
             raise ConfigError(
-                f"data source {self.folder}: prepared with tokenizer {self.fingerprint}, "
-                f"but the run uses tokenizer {fingerprint}; prepare it again with this tokenizer"
-            )
+                f"data source {self.folder}: prepared with tokenizer {base}, but the run uses tokenizer "
+                f"{_fingerprint_below(tokenizer, base_size)}; prepare it again with this tokenizer")
+        if lacking:
+            raise TokensNotDeclared(
+                f"data source {self.folder}: prepared with special tokens {' '.join(specials)}; this stage's "
+                f"tokenizer lacks {' '.join(lacking)} (declare them in this stage or an earlier one, in that order)")
 
     def check_render_options(self, asked: dict) -> None:
         """Refuse shards whose records were rendered with other options than ``asked`` (only the options a
@@ -166,7 +196,8 @@ def shards_tokenizer(sources: dict[str, str]):
         folder = shard_folder(path, "train")
         if folder is None:
             continue
-        fingerprint = ShardSet.header_of(folder).get("tokenizer_fingerprint", "?")
+        header = ShardSet.header_of(folder)
+        fingerprint = header.get("base_fingerprint", header.get("tokenizer_fingerprint", "?"))
         by_print.setdefault(fingerprint, []).append(name)
         folders.setdefault(fingerprint, Path(path))
     if not by_print:
