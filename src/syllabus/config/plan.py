@@ -7,6 +7,7 @@ run here, at the door, and report one line per problem with the field path.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -231,7 +232,5 @@ class PlanConfig(_Strict):
 
 def _is_prepared(path: str) -> bool:
     """A folder written by ``syllabus prepare`` (``header.json`` in it or in its ``train/``)."""
-    from pathlib import Path
-
     return not path.startswith("hf:") and ((Path(path) / "header.json").is_file()
                                            or (Path(path) / "train" / "header.json").is_file())
