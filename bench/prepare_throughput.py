@@ -21,7 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from syllabus.data.cleaning import CleaningOptions  # noqa: E402
-from syllabus.data.corpus import build_demo_corpus  # noqa: E402
+from syllabus.config.source import as_source_spec  # noqa: E402
+from syllabus.data.corpus import build_demo_corpus, demo_sources  # noqa: E402
+from syllabus.data.records import RecordRenderer  # noqa: E402
+from syllabus.data.sources import read_documents  # noqa: E402
 from syllabus.data.prepare import prepare_shards  # noqa: E402
 from syllabus.data.tokenizer import train_tokenizer  # noqa: E402
 
@@ -33,8 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     build_demo_corpus(tmp / "demo", echo=lambda s: None)
-    texts = [json.loads(line)["text"] for d in ("wiki", "reasoning", "math", "code")
-             for line in open(tmp / "demo" / d / "train.jsonl")]
+    texts = [text for d, source in demo_sources(tmp / "demo").items()
+             for text in read_documents(tmp / "demo" / d / "train.jsonl", renderer=RecordRenderer(as_source_spec(source)))]
     raw = tmp / "all.jsonl"
     size, i = 0, 0
     with open(raw, "w") as f:

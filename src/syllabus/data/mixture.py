@@ -98,6 +98,15 @@ class MixedDomainDataset:
         self.tokens_total[name] += length
         return row
 
+    def next_document(self, max_len: int, keep: bool = True) -> np.ndarray | None:
+        """The next whole document (at most ``max_len`` tokens) of the source furthest behind its share;
+        its own length is what counts towards the shares (unpacked batches)."""
+        name = self.choose(max_len)
+        doc = self.streams[name].read_document(max_len)  # read even when not kept: every rank counts its length
+        self.tokens_since[name] += len(doc)
+        self.tokens_total[name] += len(doc)
+        return doc if keep else None
+
     def state_dict(self) -> dict:
         return {"weights": self.weights, "tokens_since": self.tokens_since, "tokens_total": self.tokens_total,
                 "streams": {k: s.state_dict() for k, s in self.streams.items()}}

@@ -11,6 +11,7 @@ which HF ``tokenizers`` itself spreads over the cores. ``bench/prepare_throughpu
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -18,44 +19,58 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from syllabus.config.errors import ConfigError
+from syllabus.config.source import SourceSpec
 from syllabus.data.cleaning import CleaningOptions, clean_latex, language_problem, quality_problem
 from syllabus.data.dedup import ExactDedup, NearDedup
+from syllabus.data.hub import hub_stream, read_hub
+from syllabus.data.records import RecordRenderer
 from syllabus.data.shards import ShardWriter, token_dtype
-from syllabus.data.sources import (MAX_DOC_BYTES, is_hub_spec, plan_units, read_hub,
-                                   read_unit, resolve_files, split_of_name, split_of_text)
+from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, is_hub_spec, is_jsonl, plan_units, read_unit,
+                                   resolve_files, split_by_names, split_of_text)
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, encode_documents
-from syllabus.data.tokenizer import (as_tokenizer, eos_id, save_tokenizer, tokenizer_fingerprint,
+from syllabus.data.tokenizer import (add_special_tokens, as_tokenizer, eos_id, save_tokenizer, tokenizer_fingerprint,
                                      train_tokenizer, vocab_size)
+
+log = logging.getLogger("syllabus")
 
 CHUNK_DOCS = 256  # documents per tokenization task
 
 
 def iter_clean_documents(inputs: list[str], *, text_field: str, val_fraction: float, opts: CleaningOptions,
-                         skipped: dict[str, Counter], removed: Counter,
-                         max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[tuple[str, str]]:
-    """``(split, text)`` for every document that survives reading, cleaning and dedup."""
+                         skipped: dict[str, Counter], removed: Counter, max_doc_bytes: int = MAX_DOC_BYTES,
+                         kept: Counter | None = None, records: SourceSpec | None = None) -> Iterator[tuple[str, str]]:
+    """``(split, text)`` for every document that survives reading, rendering (``records``' options),
+    cleaning and dedup. ``kept`` counts the rendered records of each input."""
     exact = ExactDedup() if opts.exact_dedup else None
     near = NearDedup(opts.near_dedup) if opts.near_dedup else None
+    renderer = RecordRenderer(records or SourceSpec(path="-", text_field=text_field))
+    kept = Counter() if kept is None else kept
     for spec in inputs:
         skips = skipped.setdefault(str(spec), Counter())
         if is_hub_spec(spec):
-            files_and_docs = [(None, read_hub(spec, skips, text_field=text_field))]
+            files_and_docs = [(None, read_hub(spec, skips, renderer=renderer))]
+            if hub_stream(spec, "val") is not None:
+                files_and_docs.append(("val", read_hub(spec, skips, renderer=renderer, split="val")))
+            by_name = None
         else:
             files = resolve_files(spec)
-            by_name = any(split_of_name(f) for f in files)
+            by_name = split_by_names(files)
             files_and_docs = ((f, (t for u in plan_units([f]) for t in read_unit(
-                u, skips, text_field=text_field, max_doc_bytes=max_doc_bytes))) for f in files)
+                u, skips, renderer=renderer, max_doc_bytes=max_doc_bytes))) for f in files)
         for f, docs in files_and_docs:
-            if f is not None and not str(f).lower().endswith((".jsonl", ".json", ".ndjson", ".gz", ".zst", ".parquet")):
+            if isinstance(f, Path) and not is_jsonl(f) and not str(f).lower().endswith(".parquet"):
                 reason = language_problem(f, opts.code_languages)
                 if reason:
                     removed[reason] += 1
                     continue
-            name_split = split_of_name(f) if f is not None and by_name else None
-            if f is not None and by_name and name_split is None:
-                name_split = "train"  # unnamed files next to train/val files are training data
+            name_split = f if f == "val" else by_name[f] if by_name is not None and f is not None else None
+            if name_split == "test":
+                continue  # a test file next to a val file is kept out of both splits
             for text in docs:
+                kept[str(spec)] += 1
                 if opts.latex:
                     text = clean_latex(text)
                 reason = quality_problem(text, opts)
@@ -116,12 +131,24 @@ def _tokenized(chunks, tok, workers: int) -> Iterator[tuple[list[str], list]]:
 def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, workers: int = 2,
                    text_field: str = "text", val_fraction: float = DEFAULT_VAL_FRACTION,
                    cleaning: CleaningOptions | None = None, vocab_size_to_train: int | None = None,
-                   max_doc_bytes: int = MAX_DOC_BYTES, echo=print) -> dict:
-    """Read, clean, split and tokenize ``inputs`` into ``out_dir/{train,val}``; return the report.
+                   max_doc_bytes: int = MAX_DOC_BYTES, records: dict | None = None,
+                   special_tokens: list[str] | None = None, echo=print) -> dict:
+    """Read, render, clean, split and tokenize ``inputs`` into ``out_dir/{train,val}``; return the report.
 
     ``tokenizer`` is a Tokenizer or a path; ``None`` with ``vocab_size_to_train`` trains one on the
-    cleaned training documents and saves it as ``out_dir/tokenizer.json``.
+    cleaned training documents and saves it as ``out_dir/tokenizer.json``. ``records`` holds the record
+    options of :class:`~syllabus.config.source.SourceSpec` (``format``, ``template``, ``calculator``,
+    ``steps``, ``languages``, ``chat_template``); they are written to each split's ``header.json`` under
+    ``render``, and a run that asks for other ones is refused. ``special_tokens`` (the plan's stage tokens up
+    to the stage that trains on this source, in the plan's order, e.g. ``<think>``) are added to the tokenizer
+    before tokenizing, so tags in the text become single ids; ``OUT/tokenizer.json`` stays the base one and
+    the header records ``special_tokens`` (token -> id). Raises ``ConfigError`` when no document
+    survives (the message names the skip reasons and the fields the records have).
     """
+    spec = SourceSpec.model_validate({"path": "-", "text_field": text_field, **(records or {})})
+    if spec.loss_on != "all":
+        raise ConfigError("loss_on: prepared shards hold whole documents; stream chat sources to use "
+                          "loss_on: assistant")
     inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(i) for i in inputs]
     if not inputs:
         raise ConfigError("inputs: give at least one file, folder or glob")
@@ -130,10 +157,12 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
     start = time.perf_counter()
     skipped: dict[str, Counter] = {}
     removed: Counter = Counter()
+    kept: Counter = Counter()
 
     def docs():
         return iter_clean_documents(inputs, text_field=text_field, val_fraction=val_fraction, opts=opts,
-                                    skipped=skipped, removed=removed, max_doc_bytes=max_doc_bytes)
+                                    skipped=skipped, removed=removed, max_doc_bytes=max_doc_bytes, kept=kept,
+                                    records=spec)
 
     if tokenizer is None:
         if not vocab_size_to_train:
@@ -143,10 +172,17 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
         echo(f"trained a {vocab_size(tok)}-token tokenizer -> {out / 'tokenizer.json'}")
         skipped.clear()
         removed.clear()
+        kept.clear()
     else:
         tok = as_tokenizer(tokenizer)
+        save_tokenizer(tok, out / "tokenizer.json")  # beside the shards: a plan over them uses it
+    base = {"base_fingerprint": tokenizer_fingerprint(tok), "base_vocab_size": vocab_size(tok)}
+    if special_tokens:
+        tok = Tokenizer.from_str(tok.to_str())
+        base["special_tokens"] = dict(zip(special_tokens, add_special_tokens(tok, list(special_tokens))))
     eos = eos_id(tok)
-    meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok), "eos_id": eos, "vocab_size": vocab_size(tok)}
+    meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok), "eos_id": eos, "vocab_size": vocab_size(tok),
+            "render": spec.render_options(), **base}
     dtype = token_dtype(vocab_size(tok))
     writers = {s: ShardWriter(out / s, dtype=dtype, meta={**meta, "split": s}) for s in ("train", "val")}
     raw_bytes = 0
@@ -168,6 +204,13 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
         "skipped": total_skips, "removed": dict(removed), "input_bytes": raw_bytes,
         "seconds": round(seconds, 3), "mb_per_s": round(raw_bytes / 1e6 / max(seconds, 1e-9), 2),
     }
+    for source in inputs:
+        files = None if is_hub_spec(source) else resolve_files(source)
+        if sum(skipped.get(source, {}).values()) > kept[source]:
+            line = explain_skips(source, skipped.get(source, Counter()), spec, files, kept[source])
+            if kept[source] == 0:
+                raise ConfigError(f"prepare: no documents: {line}")
+            log.warning("%s", line)
     if sum(h["num_docs"] for h in headers.values()) == 0:
         raise ConfigError(f"prepare: no document survived reading and cleaning of {', '.join(inputs)}")
     echo(format_report(report))

@@ -71,6 +71,17 @@ class ShardRowStream:
             self.skip_row(take)
         return np.concatenate(pieces).astype(np.int64)
 
+    def read_document(self, max_len: int, keep: bool = True) -> np.ndarray | None:
+        """The rest of the current document, at most ``max_len`` tokens; the position moves to the next
+        document's start (unpacked batches: whole documents, truncated)."""
+        order, cum = self._layout(self.epoch)
+        i = int(np.searchsorted(cum, self.offset, side="right")) - 1
+        doc, within = int(order[i]), self.offset - int(cum[i])
+        piece = self.shards.doc_slice(doc, within, min(within + max_len, int(self.shards.doc_len[doc]))) \
+            if keep else None
+        self.skip_row(int(cum[i + 1]) - self.offset)
+        return None if piece is None else piece.astype(np.int64)
+
     def skipped(self) -> dict[str, int]:
         return dict(self.shards.header.get("skipped", {}))
 

@@ -42,6 +42,20 @@ def shard_folder(path: str | Path, split: str) -> Path | None:
     return None
 
 
+class TokensNotDeclared(ConfigError):
+    """Shards hold special tokens the current stage's tokenizer does not have (yet)."""
+
+
+def _fingerprint_below(tokenizer, size: int) -> str:
+    """The fingerprint of ``tokenizer`` without the added tokens of id >= ``size`` (its base tokenizer)."""
+    import hashlib
+
+    data = json.loads(tokenizer.to_str())
+    data["added_tokens"] = [t for t in data.get("added_tokens", []) if t["id"] < size]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
 class ShardWriter:
     """Append tokenized documents (EOS already included) to a split folder; ``close`` writes the header."""
 
@@ -92,12 +106,16 @@ class ShardWriter:
 class ShardSet:
     """Read-only view of a split folder: documents by global index, random access, memmapped."""
 
+    @staticmethod
+    def header_of(folder: str | Path) -> dict:
+        try:
+            return json.loads((Path(folder) / "header.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"data source: cannot read {Path(folder) / 'header.json'}: {err}") from err
+
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        try:
-            self.header = json.loads((self.folder / "header.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"data source: cannot read {self.folder / 'header.json'}: {err}") from err
+        self.header = self.header_of(self.folder)
         if self.header.get("format") != FORMAT:
             raise ConfigError(f"data source: {self.folder} is not a {FORMAT} folder")
         dtype = np.dtype(self.header["dtype"])
@@ -124,14 +142,75 @@ class ShardSet:
     def fingerprint(self) -> str | None:
         return self.header.get("tokenizer_fingerprint")
 
-    def check_tokenizer(self, fingerprint: str) -> None:
-        if self.fingerprint and self.fingerprint != fingerprint:
+    def check_tokenizer(self, tokenizer) -> None:
+        """The shards' ids must mean the same in ``tokenizer``: the same tokenizer, or the same base tokenizer
+        with the special tokens the shards were prepared with at the same ids (more may follow: a later
+        stage's). Raises :class:`TokensNotDeclared` when the tokenizer lacks some of them (an earlier stage),
+        ``ConfigError`` when the base differs."""
+        from syllabus.data.tokenizer import tokenizer_fingerprint
+
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        if not self.fingerprint or self.fingerprint == fingerprint:
+            return
+        specials = self.header.get("special_tokens", {})
+        lacking = [t for t, i in specials.items() if tokenizer.token_to_id(t) != i]
+        base = self.header.get("base_fingerprint", self.fingerprint)
+        base_size = self.header.get("base_vocab_size", self.header.get("vocab_size", 0))
+        if base != _fingerprint_below(tokenizer, base_size):
             raise ConfigError(
-                f"data source {self.folder}: prepared with tokenizer {self.fingerprint}, "
-                f"but the run uses tokenizer {fingerprint}; prepare it again with this tokenizer"
-            )
+                f"data source {self.folder}: prepared with tokenizer {base}, but the run uses tokenizer "
+                f"{_fingerprint_below(tokenizer, base_size)}; prepare it again with this tokenizer")
+        if lacking:
+            raise TokensNotDeclared(
+                f"data source {self.folder}: prepared with special tokens {' '.join(specials)}; this stage's "
+                f"tokenizer lacks {' '.join(lacking)} (declare them in this stage or an earlier one, in that order)")
+
+    def check_render_options(self, asked: dict) -> None:
+        """Refuse shards whose records were rendered with other options than ``asked`` (only the options a
+        run sets explicitly; shards made before options were recorded are not checked)."""
+        made = self.header.get("render")
+        if made is None:
+            return
+        differ = [f"{k}: made with {made.get(k)!r}, asked {v!r}" for k, v in asked.items() if made.get(k) != v]
+        if differ:
+            raise ConfigError(f"data source {self.folder}: prepared with other record options ({'; '.join(differ)}); "
+                              f"prepare it again with these options, or drop them to use the shards as made")
 
     def doc_slice(self, doc: int, start: int, stop: int) -> np.ndarray:
         """Tokens ``[start, stop)`` of document ``doc``."""
         base = self.doc_start[doc]
         return self.tokens[self.doc_shard[doc]][base + start: base + stop]
+
+
+def shards_tokenizer(sources: dict[str, str]):
+    """The tokenizer the prepared shard sources among ``sources`` (name -> path) were made with, or ``None``
+    when none is prepared. All must agree (one ``ConfigError`` line naming the sources that differ); the
+    tokenizer is read from ``tokenizer.json`` beside the split folders (``syllabus prepare`` writes it)."""
+    from syllabus.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+
+    by_print: dict[str, list[str]] = {}
+    folders: dict[str, Path] = {}
+    for name, path in sources.items():
+        if str(path).startswith("hf:"):
+            continue
+        folder = shard_folder(path, "train")
+        if folder is None:
+            continue
+        header = ShardSet.header_of(folder)
+        fingerprint = header.get("base_fingerprint", header.get("tokenizer_fingerprint", "?"))
+        by_print.setdefault(fingerprint, []).append(name)
+        folders.setdefault(fingerprint, Path(path))
+    if not by_print:
+        return None
+    if len(by_print) > 1:
+        groups = "; ".join(f"{', '.join(names)} with tokenizer {fp}" for fp, names in by_print.items())
+        raise ConfigError(f"sources: prepared shards were made with different tokenizers ({groups}); "
+                          f"prepare them with one tokenizer")
+    (fingerprint, names), = by_print.items()
+    for candidate in (folders[fingerprint] / "tokenizer.json", folders[fingerprint].parent / "tokenizer.json"):
+        if candidate.is_file():
+            tok = load_tokenizer(candidate)
+            if tokenizer_fingerprint(tok) == fingerprint:
+                return tok
+    raise ConfigError(f"sources: {', '.join(names)} were prepared with tokenizer {fingerprint}, but no tokenizer.json "
+                      f"of it lies beside them; set tokenizer.path to it")

@@ -5,14 +5,16 @@ A *source spec* is a file, a folder (every readable file below it), a glob, or
 
 Formats:
 - JSONL (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``; also ``.json``/``.ndjson``): one JSON object per
-  line, text in ``text_field`` (default ``"text"``);
-- Parquet (``.parquet``): the ``text_field`` column;
+  line (a UTF-8 byte-order mark and CRLF line ends are allowed), rendered to text by the source's
+  :class:`~syllabus.data.records.RecordRenderer` (default: the ``text`` field);
+- Parquet (``.parquet``): one record per row, rendered the same way;
 - plain text (``.txt``, ``.md``, ``.tex``, ``.py`` and any other file): **one document per file**
   (a book or an article stays whole; split big files yourself if you want smaller documents).
 
 Malformed records never stop a run: they are skipped and counted by reason in a ``Counter``
-(``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``empty``,
-``invalid_utf8``, ``too_long``, ``unreadable``).
+(``invalid_json``, ``not_an_object``, ``missing_field``, ``missing_field:<name>``, ``wrong_type``,
+``empty``, ``language``, ``invalid_utf8``, ``too_long``, ``unreadable``); :func:`explain_skips` turns
+the counts into one line naming the fields the records have and the option that would read them.
 
 Files are read in *units* so that any unit can be re-read on its own (the shuffle buffer and the
 resume point of a stream): a byte range of an uncompressed JSONL file (lines that *start* in the
@@ -25,6 +27,7 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import logging
 from collections import Counter
@@ -33,13 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syllabus.config.errors import ConfigError
+from syllabus.config.source import SourceSpec
+from syllabus.data.hub import read_hub
+from syllabus.data.records import RecordRenderer, suggestion_for
 
 log = logging.getLogger("syllabus")
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst")
 MAX_DOC_BYTES = 16 << 20  # a single record (line or file) larger than this is skipped as too_long
 UNIT_BYTES = 4 << 20  # uncompressed JSONL is re-readable in byte ranges of this size
-SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev")}
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
 IGNORED_NAMES = {"header.json", "SOURCES.md", "README.md", "LICENSE"}
 
 
@@ -68,6 +74,9 @@ def resolve_files(spec: str | Path) -> list[Path]:
     path = Path(text)
     if path.is_file():
         return [path]
+    if (path / "header.json").is_file() or (path / "train" / "header.json").is_file():
+        raise ConfigError(f"data source: {path} holds prepared token shards, which are read as shards, never as "
+                          f"text (a tokenizer is not trained on them: use the one they were prepared with)")
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*")
@@ -90,14 +99,42 @@ def split_of_name(path: Path) -> str | None:
     return None
 
 
-def files_for_split(files: list[Path], split: str) -> tuple[list[Path], bool]:
-    """Pick the files of ``split``. Returns ``(files, by_name)``: when some files are named for a
-    split the split is by file name, otherwise every file is returned and documents are split by
-    content hash (:func:`split_of_text`)."""
+def split_by_names(files: list[Path]) -> dict[Path, str] | None:
+    """File -> split when the file names decide, ``None`` when documents are split by content hash.
+
+    Names decide when a ``val`` (or ``validation``/``dev``) file exists, or else a ``test`` file, which
+    then serves as the held-out split (GSM8K ships ``train.jsonl`` + ``test.jsonl``). A lone ``train``
+    file (or only unnamed files) is split by content hash, as ``prepare`` does. Unnamed files next to
+    named ones are training data; ``test`` files next to ``val`` files are used by neither split."""
     named = {f: split_of_name(f) for f in files}
-    if not any(named.values()):
+    present = set(named.values())
+    if "val" in present:
+        return {f: s or "train" for f, s in named.items()}
+    if "test" in present:
+        return {f: "val" if s == "test" else (s or "train") for f, s in named.items()}
+    return None
+
+
+def held_out_rule(path: str) -> str:
+    """Where the held-out rows of the source at ``path`` come from, in words (for the plan table)."""
+    if is_hub_spec(path):
+        return "the dataset's validation (else test) split, else a hash split"
+    if (Path(path) / "header.json").is_file() or (Path(path) / "val" / "header.json").is_file():
+        return "its prepared val split"
+    try:
+        named = {split_of_name(f) for f in resolve_files(path)}
+    except ConfigError:
+        return "?"
+    return "the val file" if "val" in named else "the test file" if "test" in named else "a content-hash split"
+
+
+def files_for_split(files: list[Path], split: str) -> tuple[list[Path], bool]:
+    """Pick the files of ``split``. Returns ``(files, by_name)``: see :func:`split_by_names`; without
+    names every file is returned and documents are split by content hash (:func:`split_of_text`)."""
+    by_name = split_by_names(files)
+    if by_name is None:
         return files, False
-    chosen = [f for f, s in named.items() if s == split]
+    chosen = [f for f, s in by_name.items() if s == split]
     if not chosen:
         raise ConfigError(f"data source: no {split} file among {', '.join(str(f) for f in files[:5])}")
     return chosen, True
@@ -131,34 +168,41 @@ def plan_units(files: list[Path], unit_bytes: int = UNIT_BYTES) -> list[Unit]:
     return units
 
 
-def read_unit(unit: Unit, skips: Counter, *, text_field: str = "text",
+def read_unit(unit: Unit, skips: Counter, *, text_field: str = "text", renderer: RecordRenderer | None = None,
               max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[str]:
-    """Yield the valid documents of one unit, counting the others in ``skips``.
+    """Yield the documents (rendered records, see :mod:`syllabus.data.records`) of one unit, counting the
+    skipped ones in ``skips``. ``renderer`` defaults to the plain ``text_field`` reader.
 
     A file that cannot be read any more (deleted or made unreadable while a run streams it) is skipped and
     counted as ``unreadable`` with a warning naming it; a run is not stopped by it."""
+    renderer = renderer or plain_renderer(text_field)
     path = unit.path
     try:
         if is_jsonl(path):
-            yield from _read_jsonl(unit, skips, text_field, max_doc_bytes)
+            yield from _read_jsonl(unit, skips, renderer, max_doc_bytes)
         elif path.lower().endswith(".parquet"):
-            yield from _read_parquet(unit, skips, text_field, max_doc_bytes)
+            yield from _read_parquet(unit, skips, renderer, max_doc_bytes)
         else:
-            yield from _read_text_file(path, skips, max_doc_bytes)
+            yield from _read_text_file(path, skips, renderer, max_doc_bytes)
     except OSError as err:
         skips["unreadable"] += 1
         log.warning("data source: skipping %s, it cannot be read (%s)", path, err.strerror or err)
 
 
+def plain_renderer(text_field: str = "text") -> RecordRenderer:
+    return RecordRenderer(SourceSpec(path="-", text_field=text_field))
+
+
 def read_documents(spec: str | Path, skips: Counter | None = None, *, text_field: str = "text",
-                   max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[str]:
+                   renderer: RecordRenderer | None = None, max_doc_bytes: int = MAX_DOC_BYTES) -> Iterator[str]:
     """All valid documents of a source spec, in file order (lazy)."""
     skips = Counter() if skips is None else skips
+    renderer = renderer or plain_renderer(text_field)
     if is_hub_spec(str(spec)):
-        yield from read_hub(str(spec), skips, text_field=text_field)
+        yield from read_hub(str(spec), skips, renderer=renderer)
         return
     for unit in plan_units(resolve_files(spec)):
-        yield from read_unit(unit, skips, text_field=text_field, max_doc_bytes=max_doc_bytes)
+        yield from read_unit(unit, skips, renderer=renderer, max_doc_bytes=max_doc_bytes)
 
 
 def _open_binary(path: str):
@@ -172,7 +216,7 @@ def _open_binary(path: str):
     return open(path, "rb")
 
 
-def _read_jsonl(unit: Unit, skips: Counter, text_field: str, max_doc_bytes: int) -> Iterator[str]:
+def _read_jsonl(unit: Unit, skips: Counter, renderer: RecordRenderer, max_doc_bytes: int) -> Iterator[str]:
     compressed = unit.path.lower().endswith((".gz", ".zst"))
     with _open_binary(unit.path) as f:
         if not compressed and unit.start > 0:
@@ -189,9 +233,11 @@ def _read_jsonl(unit: Unit, skips: Counter, text_field: str, max_doc_bytes: int)
                 continue
             if not line.strip():
                 continue
-            text = _text_of_line(line, skips, text_field)
-            if text is not None:
-                yield text
+            record = _record_of_line(line, skips)
+            if record is not None:
+                text = renderer.render(record, skips)
+                if text is not None:
+                    yield text
 
 
 def _skip_line(f) -> None:
@@ -201,9 +247,10 @@ def _skip_line(f) -> None:
             return
 
 
-def _text_of_line(line: bytes, skips: Counter, text_field: str) -> str | None:
+def _record_of_line(line: bytes, skips: Counter) -> dict | None:
+    """The JSON object of one line (a UTF-8 byte-order mark and CRLF line ends are allowed)."""
     try:
-        decoded = line.decode("utf-8")
+        decoded = line.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         skips["invalid_utf8"] += 1
         return None
@@ -215,33 +262,60 @@ def _text_of_line(line: bytes, skips: Counter, text_field: str) -> str | None:
     if not isinstance(record, dict):
         skips["not_an_object"] += 1
         return None
-    return _checked_text(record.get(text_field, _MISSING), skips)
+    return record
 
 
-_MISSING = object()
+def first_records(files: list[Path], limit: int = 50) -> list[dict]:
+    """Up to ``limit`` records from the first JSONL/Parquet files (to say what fields a source has)."""
+    records: list[dict] = []
+    for f in files:
+        if len(records) >= limit:
+            break
+        try:
+            if is_jsonl(f):
+                with _open_binary(str(f)) as stream:
+                    for line in itertools.islice(stream, limit):
+                        record = _record_of_line(line, Counter()) if line.strip() else None
+                        if record is not None:
+                            records.append(record)
+            elif str(f).lower().endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                records += pq.ParquetFile(f).read_row_group(0).slice(0, limit).to_pylist()
+        except (OSError, ValueError):
+            continue
+    return records[:limit]
 
 
-def _checked_text(value, skips: Counter) -> str | None:
-    if value is _MISSING:
-        skips["missing_field"] += 1
-    elif not isinstance(value, str):
-        skips["wrong_type"] += 1
-    elif not value.strip():
-        skips["empty"] += 1
-    else:
-        return value
-    return None
+def explain_skips(name: str, skips: Counter | dict, spec: SourceSpec, files: list[Path] | None, kept: int,
+                  records: list[dict] | None = None) -> str:
+    """One line: the source, its skip counts by reason, the fields its records have (from ``records`` or the
+    first records of ``files``) and the option that would read them (e.g. ``records have fields: messages;
+    set `format: chat```)."""
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(dict(skips).items())) or "none"
+    line = f"data source {name}: {kept} documents kept, skipped by reason: {counts}"
+    records = first_records(files or []) if records is None else records
+    if records:
+        fields = sorted({k for r in records for k in r})
+        line += f"; records have fields: {', '.join(fields)}"
+        hint = suggestion_for(fields, spec)
+        if hint:
+            line += f"; {hint}"
+    return line
 
 
-def _read_parquet(unit: Unit, skips: Counter, text_field: str, max_doc_bytes: int) -> Iterator[str]:
+def _read_parquet(unit: Unit, skips: Counter, renderer: RecordRenderer, max_doc_bytes: int) -> Iterator[str]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(unit.path)
-    if text_field not in pf.schema_arrow.names:
-        raise ConfigError(f"data source: {unit.path} has no column {text_field!r} (has {pf.schema_arrow.names})")
+    spec = renderer.spec
+    if spec.format == "text" and spec.template is None and spec.text_field not in pf.schema_arrow.names:
+        raise ConfigError(f"data source: {unit.path} has no column {spec.text_field!r} (has {pf.schema_arrow.names})"
+                          + (f"; {suggestion_for(pf.schema_arrow.names, spec)}" if suggestion_for(
+                              pf.schema_arrow.names, spec) else ""))
     for group in range(unit.start, unit.stop):
-        for value in pf.read_row_group(group, columns=[text_field]).column(0).to_pylist():
-            text = _checked_text(value, skips)
+        for record in pf.read_row_group(group).to_pylist():
+            text = renderer.render(record, skips)
             if text is None:
                 continue
             if len(text) > max_doc_bytes:
@@ -250,14 +324,14 @@ def _read_parquet(unit: Unit, skips: Counter, text_field: str, max_doc_bytes: in
             yield text
 
 
-def _read_text_file(path: str, skips: Counter, max_doc_bytes: int) -> Iterator[str]:
+def _read_text_file(path: str, skips: Counter, renderer: RecordRenderer, max_doc_bytes: int) -> Iterator[str]:
     p = Path(path)
     if p.stat().st_size > max_doc_bytes:
         skips["too_long"] += 1
         return
     data = p.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n")
     except UnicodeDecodeError:
         skips["invalid_utf8"] += 1
         return
@@ -267,23 +341,8 @@ def _read_text_file(path: str, skips: Counter, max_doc_bytes: int) -> Iterator[s
     if not text.strip():
         skips["empty"] += 1
         return
+    text = renderer.render_file_text(text, path)
+    if text is None:
+        skips["language"] += 1
+        return
     yield text
-
-
-def read_hub(spec: str, skips: Counter, *, text_field: str = "text", split: str = "train") -> Iterator[str]:
-    """``hf:owner/name[:config]`` streamed with ``datasets`` (network needed; imported lazily).
-    ``hf:json:/path/file.jsonl`` streams a local file through the same code path."""
-    try:
-        import datasets
-    except ImportError as err:
-        raise ConfigError(f"data source {spec}: the 'datasets' package is needed (pip install datasets)") from err
-    name, _, config = spec[3:].partition(":")
-    if name in ("json", "parquet", "text") and config:
-        stream = datasets.load_dataset(name, data_files=config, split="train", streaming=True)
-    else:
-        hub_split = "validation" if split == "val" else split
-        stream = datasets.load_dataset(name, config or None, split=hub_split, streaming=True)
-    for record in stream:
-        text = _checked_text(record.get(text_field, _MISSING), skips)
-        if text is not None:
-            yield text

@@ -22,6 +22,7 @@ shards (``syllabus prepare``) when that matters: shards skip other ranks' rows f
 from __future__ import annotations
 
 import itertools
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -31,26 +32,45 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from syllabus.config.errors import ConfigError
+from syllabus.config.source import SourceSpec
+from syllabus.data.records import RecordRenderer, Rendered
 from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import epoch_rng
 import syllabus.data.sources as sources
-from syllabus.data.sources import (MAX_DOC_BYTES, files_for_split, plan_units, read_unit,
+from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, files_for_split, plan_units, read_unit,
                                    resolve_files, split_of_text)
 from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
+
+log = logging.getLogger("syllabus")
 
 DEFAULT_VAL_FRACTION = 0.01
 ENCODE_CHUNK = 64  # documents per encode_batch call (keeps tokenizer scratch memory small)
 
 
 def encode_documents(tok, texts: list[str], eos: int) -> list[np.ndarray]:
-    """Token ids of each text followed by EOS (int32)."""
+    """Token ids of each text followed by EOS (int32).
+
+    A text that carries ``spans`` (a chat rendered for ``loss_on: assistant``, see
+    :class:`~syllabus.data.records.Rendered`) marks the tokens to train on: a token whose characters
+    overlap no span is stored as ``-(id + 1)`` (:func:`~syllabus.data.packing.pad_documents` turns
+    those into inputs with label -100); the closing EOS is trained when the last span ends the text."""
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     out: list[np.ndarray] = []
     for i in range(0, len(texts), ENCODE_CHUNK):
-        for enc in encode(texts[i: i + ENCODE_CHUNK], add_special_tokens=False):
+        chunk = texts[i: i + ENCODE_CHUNK]
+        masked = any(getattr(t, "spans", None) is not None and isinstance(t, Rendered) for t in chunk)
+        for text, enc in zip(chunk, (tok.encode_batch if masked else encode)(chunk, add_special_tokens=False)):
             ids = np.empty(len(enc.ids) + 1, dtype=np.int32)
             ids[:-1] = enc.ids
             ids[-1] = eos
+            if isinstance(text, Rendered):
+                starts = np.array([o[0] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                ends = np.array([o[1] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                trained = np.zeros(len(ids), dtype=bool)
+                for a, b in text.spans:  # a token overlapping a span (" It" starts at the space before it)
+                    trained |= (starts < b) & (ends > a)
+                trained[-1] = bool(text.spans) and text.spans[-1][1] == len(text)
+                ids[~trained] = -ids[~trained] - 1
             out.append(ids)
     return out
 
@@ -59,10 +79,10 @@ class UnitTokens(Dataset):
     """Map-style view: global unit number ``u`` -> that unit's tokenized, shuffled documents."""
 
     def __init__(self, units, tokenizer, *, split: str, hash_split: bool, val_fraction: float,
-                 text_field: str, shuffle: bool, seed: int, max_doc_bytes: int):
+                 renderer: RecordRenderer, shuffle: bool, seed: int, max_doc_bytes: int):
         self.units, self.tok = units, tokenizer
         self.split, self.hash_split, self.val_fraction = split, hash_split, val_fraction
-        self.text_field, self.shuffle, self.seed, self.max_doc_bytes = text_field, shuffle, seed, max_doc_bytes
+        self.renderer, self.shuffle, self.seed, self.max_doc_bytes = renderer, shuffle, seed, max_doc_bytes
         self.eos = eos_id(tokenizer)
 
     def __len__(self) -> int:  # endless: epochs repeat
@@ -77,14 +97,13 @@ class UnitTokens(Dataset):
         epoch = u // len(self.units)
         index = self.unit_index(u)
         skips: Counter = Counter()
-        texts = [t for t in read_unit(self.units[index], skips, text_field=self.text_field,
-                                      max_doc_bytes=self.max_doc_bytes)
-                 if not self.hash_split or split_of_text(t, self.val_fraction) == self.split]
+        rendered = list(read_unit(self.units[index], skips, renderer=self.renderer, max_doc_bytes=self.max_doc_bytes))
+        texts = [t for t in rendered if not self.hash_split or split_of_text(t, self.val_fraction) == self.split]
         docs = encode_documents(self.tok, texts, self.eos)
         if self.shuffle and len(docs) > 1:
             order = epoch_rng(self.seed, epoch, 2, index).permutation(len(docs))
             docs = [docs[i] for i in order]
-        return {"u": u, "docs": docs, "skips": dict(skips)}
+        return {"u": u, "docs": docs, "skips": dict(skips), "kept": len(rendered)}
 
 
 def _die_with_parent(worker_id: int) -> None:
@@ -113,18 +132,20 @@ class TextStreamDataset(IterableDataset):
     to the longest, labels ``-100`` on padding.
     """
 
-    def __init__(self, paths: str | Path | list, tokenizer, *, seq_len: int | None = None, split: str = "train",
-                 text_field: str = "text", shuffle: bool = True, seed: int = 0,
+    def __init__(self, paths: str | Path | list | SourceSpec, tokenizer, *, seq_len: int | None = None,
+                 split: str = "train", text_field: str = "text", shuffle: bool = True, seed: int = 0,
                  val_fraction: float = DEFAULT_VAL_FRACTION, packed: bool = True, doc_attention: bool = False,
                  num_workers: int = 0, loader_batch_size: int = 1, unit_bytes: int | None = None, max_doc_bytes: int = MAX_DOC_BYTES):
         self.tok = as_tokenizer(tokenizer)
-        specs = paths if isinstance(paths, (list, tuple)) else [paths]
-        files = sorted({f for spec in specs for f in resolve_files(spec)})
-        files, by_name = files_for_split(files, split)
+        self.spec = paths if isinstance(paths, SourceSpec) else SourceSpec(path="-", text_field=text_field)
+        specs = [paths.path] if isinstance(paths, SourceSpec) else paths if isinstance(paths, (list, tuple)) \
+            else [paths]
+        self.all_files = sorted({f for spec in specs for f in resolve_files(spec)})
+        files, by_name = files_for_split(self.all_files, split)
         self.name = ", ".join(str(s) for s in specs)
         self.units = plan_units(files, unit_bytes or sources.UNIT_BYTES)
         self.source = UnitTokens(self.units, self.tok, split=split, hash_split=not by_name,
-                                 val_fraction=val_fraction, text_field=text_field, shuffle=shuffle,
+                                 val_fraction=val_fraction, renderer=RecordRenderer(self.spec), shuffle=shuffle,
                                  seed=seed, max_doc_bytes=max_doc_bytes)
         self.seq_len, self.packed, self.doc_attention = seq_len, packed, doc_attention
         self.eos, self.pad = eos_id(self.tok), pad_id(self.tok)
@@ -132,24 +153,35 @@ class TextStreamDataset(IterableDataset):
         self.epoch_tokens: int | None = None  # filled by count_epoch_tokens()
         self._loader_iter = None
         self.load_state_dict({"unit_seq": 0, "doc": 0, "offset": 0, "tokens_consumed": 0,
-                              "skips": {}, "skips_counted": 0})
+                              "skips": {}, "skips_counted": 0, "kept": 0})
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"kind": "text", "unit_seq": self.unit_seq, "doc": self.doc, "offset": self.offset,
                 "tokens_consumed": self.tokens_consumed, "skips": dict(self.skips),
-                "skips_counted": self.skips_counted}
+                "skips_counted": self.skips_counted, "kept": self.kept}
 
     def load_state_dict(self, state: dict) -> None:
         self.unit_seq, self.doc, self.offset = int(state["unit_seq"]), int(state["doc"]), int(state["offset"])
         self.tokens_consumed = int(state["tokens_consumed"])
         self.skips = Counter(state.get("skips", {}))
         self.skips_counted = int(state.get("skips_counted", 0))
+        self.kept = int(state.get("kept", 0))
         self._docs: list[np.ndarray] | None = None
         self.close()
 
     def skipped(self) -> dict[str, int]:
         return dict(self.skips)
+
+    def _explain(self, skips, kept: int) -> str:
+        return explain_skips(self.name, skips, self.spec, self.all_files, kept)
+
+    def _first_epoch_skips(self) -> Counter:
+        """Skip counts of every unit (read again: a stream that found nothing has not counted them all)."""
+        skips: Counter = Counter()
+        for unit in self.units:
+            list(read_unit(unit, skips, renderer=self.source.renderer, max_doc_bytes=self.source.max_doc_bytes))
+        return skips
 
     def close(self) -> None:
         """Stop prefetching workers (they restart on demand)."""
@@ -176,12 +208,16 @@ class TextStreamDataset(IterableDataset):
                 self._docs = item["docs"]
                 if self.unit_seq >= self.skips_counted and self.unit_seq < len(self.units):
                     self.skips.update(item["skips"])  # first epoch only, once per unit
+                    self.kept += item["kept"]
                     self.skips_counted = self.unit_seq + 1
+                    if self.skips_counted == len(self.units) and sum(self.skips.values()) > self.kept > 0:
+                        log.warning("%s", self._explain(self.skips, self.kept))
             if self.doc < len(self._docs):
                 return self._docs
             empty_run = empty_run + 1 if not self._docs else 0
             if empty_run > len(self.units):
-                raise ConfigError(f"data source {self.name}: no documents for split {self.source.split!r}")
+                raise ConfigError(f"no documents for split {self.source.split!r}: "
+                                  + self._explain(self._first_epoch_skips(), 0))
             self.unit_seq, self.doc, self.offset, self._docs = self.unit_seq + 1, 0, 0, None
 
     # -- rows ------------------------------------------------------------------------------------

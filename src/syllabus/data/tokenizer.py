@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -121,15 +122,25 @@ def add_special_tokens(tok: Tokenizer, tokens: list[str]) -> list[int]:
     return [tok.token_to_id(t) for t in tokens]
 
 
-def training_sample(paths: list[str], max_chars: int = 20_000_000) -> Iterator[str]:
-    """Documents of the sources' training splits, about ``max_chars`` in all, shared evenly between them."""
-    from syllabus.data.sources import files_for_split, read_documents, resolve_files
+def training_sample(paths: list, max_chars: int = 20_000_000) -> Iterator[str]:
+    """Documents of the sources' training splits (paths or ``SourceSpec``s, rendered with their record
+    options), about ``max_chars`` in all, shared evenly between them."""
+    from syllabus.config.source import as_source_spec
+    from syllabus.data.records import RecordRenderer
+    from syllabus.data.hub import read_hub
+    from syllabus.data.sources import files_for_split, is_hub_spec, read_documents, resolve_files
 
     budget = max_chars // max(1, len(paths))
     for path in paths:
-        files, _ = files_for_split(resolve_files(path), "train")
+        spec = as_source_spec(path)
+        renderer = RecordRenderer(spec)
+        if is_hub_spec(spec.path):
+            texts = read_hub(spec.path, Counter(), renderer=renderer)
+        else:
+            files, _ = files_for_split(resolve_files(spec.path), "train")
+            texts = (text for file in files for text in read_documents(file, renderer=renderer))
         used = 0
-        for text in (text for file in files for text in read_documents(file)):
+        for text in texts:
             if used >= budget:
                 break
             used += len(text)

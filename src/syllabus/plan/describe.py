@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from syllabus.config.plan import PlanConfig
+from syllabus.data.sources import held_out_rule
 from syllabus.plan.stages import StagePlan
 from syllabus.plan.status import duration
 
@@ -42,6 +43,11 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
             lines.append(f"{'':<17}warning: stages.{stage.index}.lr.warmup ({warmup}) >= the stage's max_steps "
                          f"({steps}): cut to {config.warmup_steps}, the LR peaks only at the end; lower lr.warmup")
         lines += [f"{'':<17}warning: {warning}" for warning in config.schedule_warnings()]
+    lines += ["", "sources (read as; held-out rows from):"]
+    for name in plan.sources:
+        spec = plan.source_spec(name)
+        options = ", ".join(f"{k}: {v}" for k, v in spec.model_dump(exclude={"path"}, exclude_defaults=True).items())
+        lines.append(f"  {name:<12} {spec.path} ({options or 'text'}); held out: {held_out_rule(spec.path)}")
     return "\n".join(lines)
 
 

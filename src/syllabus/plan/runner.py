@@ -130,7 +130,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
     model = stage_model(stage, previous, tokenizer, new_ids, resume_from)
     batches = open_batches(stage.sources, stage.weights, tokenizer, seed=config.seed, rank=dist.rank,
                            world_size=dist.world_size, doc_attention=config.doc_attention,
-                           num_workers=config.num_workers)
+                           num_workers=config.num_workers, packed=config.packing)
     eval_seq = min(stage.eval_seq_len, model.config.max_position_embeddings)
     eval_batches = {d: (lambda path=path: iter_eval_batches(path, tokenizer, seq_len=eval_seq,
                                                             batch_size=config.micro_batch_size,
@@ -190,14 +190,21 @@ def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGat
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
-    """The run's base tokenizer: given, or trained once (by the main rank) on the plan's sources and kept in
-    the run folder; the other ranks wait for it at a barrier."""
+    """The run's base tokenizer: given; else the one prepared shard sources were made with (all must agree);
+    else trained once (by the main rank) on the plan's sources and kept in the run folder; the other ranks
+    wait for it at a barrier."""
     from syllabus.data import save_tokenizer, train_tokenizer
+    from syllabus.data.shards import shards_tokenizer
     from syllabus.data.tokenizer import training_sample
 
     if plan.tokenizer.path:
         return load_tokenizer(plan.tokenizer.path)
+    prepared = shards_tokenizer({name: plan.source_spec(name).path for name in plan.sources})
     path = run_dir / "tokenizer.json"
+    if prepared is not None:  # sources are prepared shards: the tokenizer they were made with, kept with the run
+        if dist.is_main and not path.exists():
+            save_tokenizer(prepared, path)
+        return prepared
     if not path.exists() and dist.is_main:
         names = plan.tokenizer.train_on or list(plan.sources)
         log.info("training a %d-token BPE tokenizer on %s", plan.tokenizer.vocab_size, ", ".join(names))

@@ -14,6 +14,7 @@ import yaml
 
 from syllabus.config.errors import ConfigError
 from syllabus.config.pretrain import PreTrainingConfig
+from syllabus.config.source import SourceSpec
 from syllabus.model import Transformer
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
@@ -72,7 +73,7 @@ class PreTrainer:
             model = Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())))
             batches = open_batches(sources, weights, tokenizer, seed=cfg.seed, rank=dist.rank,
                                    world_size=dist.world_size, doc_attention=cfg.doc_attention,
-                                   num_workers=cfg.num_workers)
+                                   num_workers=cfg.num_workers, packed=cfg.packing)
             eval_batches = {
                 name: (lambda path=path: iter_eval_batches(path, tokenizer, seq_len=cfg.max_seq_length,
                                                            batch_size=cfg.micro_batch_size,
@@ -98,19 +99,46 @@ class PreTrainer:
                 trainer.metrics.close()
 
 
-def resolve_sources(cfg: PreTrainingConfig) -> tuple[dict[str, str], dict[str, float]]:
-    """Name → path of every source, and their weights (equal when none are given)."""
-    paths = list(cfg.data_sources) or ([cfg.data_dir] if cfg.data_dir else [])
+def resolve_sources(cfg: PreTrainingConfig) -> tuple[dict[str, SourceSpec], dict[str, float]]:
+    """Name → source of every source (with the config's record options), and their weights (equal when none
+    are given). A name in ``data_sources`` resolves under ``data_dir`` first (a folder ``NAME/`` or a file
+    ``NAME.jsonl``, ``NAME.parquet``, …), then as a path; a name that matches nothing is a ``ConfigError``
+    listing what ``data_dir`` holds."""
+    paths = [_resolve_under(cfg.data_dir, name) for name in cfg.data_sources] or \
+        ([cfg.data_dir] if cfg.data_dir else [])
     if not paths:
         raise ConfigError("data_dir: give a data folder (or data_sources: a list of paths)")
-    sources: dict[str, str] = {}
+    options = cfg.record_options()
+    sources: dict[str, SourceSpec] = {}
     for path in paths:
-        name = Path(path.rstrip("/")).stem or "data"
+        name = Path(path.rstrip("/")).name.split(".")[0] or "data"
         while name in sources:
             name += "_"
-        sources[name] = path
+        sources[name] = SourceSpec(path=path, **options)
     weights = cfg.data_mix_weights or [1.0 / len(paths)] * len(paths)
     return sources, dict(zip(sources, weights))
+
+
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson", ".parquet", ".txt")
+
+
+def _resolve_under(data_dir: str | None, name: str) -> str:
+    if name.startswith("hf:"):
+        return name
+    if data_dir:
+        base = Path(data_dir)
+        for candidate in [base / name] + [base / f"{name}{suffix}" for suffix in DATA_SUFFIXES]:
+            if candidate.exists():
+                return str(candidate)
+    if Path(name).exists() or any(ch in name for ch in "*?["):
+        return name
+    if data_dir and Path(data_dir).is_dir():
+        held = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(data_dir).iterdir()
+                      if not p.name.startswith("."))
+        raise ConfigError(f"data_sources: '{name}' is neither a folder nor a data file in data_dir {data_dir} "
+                          f"(it holds: {', '.join(held[:20]) or 'nothing'}) nor a path")
+    raise ConfigError(f"data_sources: '{name}' not found" + (f" (data_dir {data_dir} does not exist)"
+                                                             if data_dir else ""))
 
 
 def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: Path, dist: DistContext):
@@ -119,7 +147,7 @@ def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: P
     from syllabus.data.tokenizer import training_sample
 
     candidates = [cfg.tokenizer] if cfg.tokenizer else []
-    candidates += [out_dir / "tokenizer.json"] + [Path(p) / "tokenizer.json" for p in sources.values()]
+    candidates += [out_dir / "tokenizer.json"] + [Path(s.path) / "tokenizer.json" for s in sources.values()]
     for path in candidates:
         if Path(path).is_file():
             return load_tokenizer(path)

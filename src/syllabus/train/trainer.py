@@ -298,7 +298,7 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = self.dist.clip_grad_norm(self.model, max_norm)
-        loss = self.dist.mean(loss_sum / phase.grad_accum_steps)
+        loss = loss_sum  # already the mean over the step's tokens on every rank
         if self.nonfinite.update_allowed(loss, grad_norm, scaled=self.scaler is not None):
             (self.scaler.step(self.optimizer) if self.scaler is not None else self.optimizer.step())
         else:
@@ -312,30 +312,38 @@ class Trainer:
         return loss, grad_norm, lr
 
     def accumulate_gradients(self, phase: Phase, window: "_Window | None" = None) -> torch.Tensor:
-        """Forward and backward over ``phase.grad_accum_steps`` micro-batches; returns the summed loss.
+        """Forward and backward over ``phase.grad_accum_steps`` micro-batches; returns the step's loss.
 
-        Each micro-batch's mean loss is divided by the number of micro-batches, so the gradient is that
-        of the mean over the whole step whatever the split; DDP all-reduces only on the last one.
+        Invariant: the step's loss (and its gradient) is the mean over every real target token (label != -100)
+        of all its micro-batches and all ranks, whatever the split: micro-batch ``i`` with ``n_i`` of the step's
+        ``N`` tokens (counted before any forward, all-reduced) weighs its mean loss by ``n_i * world_size / N``
+        (DDP then averages over ranks). Packed rows all hold the same count, so this is the plain mean of
+        micro-batch means; padded documents of different lengths are weighed by their tokens. DDP
+        all-reduces only on the last micro-batch.
         """
         self.model.train()
+        t_data = time.perf_counter()
+        batches = [self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
+                   for _ in range(phase.grad_accum_steps)]
+        if self.config.pin_memory and self.dist.device.type == "cuda":  # page-locked: the copy below is async
+            batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+        batches = [{k: v.to(self.dist.device, non_blocking=True) for k, v in b.items()} for b in batches]
+        counts = [(b["labels"] != -100).sum().float() for b in batches]
+        world = self.dist.world_size
+        total = (self.dist.mean(torch.stack(counts).sum()) * world).clamp(min=1)
+        if window is not None:
+            window.data_seconds += time.perf_counter() - t_data
         loss_sum = torch.zeros((), device=self.dist.device)
-        for micro in range(phase.grad_accum_steps):
-            t_data = time.perf_counter()
-            batch = self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
-            if self.config.pin_memory and self.dist.device.type == "cuda":  # page-locked: the copy below is async
-                batch = {k: v.pin_memory() for k, v in batch.items()}
-            batch = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()}
-            if window is not None:
-                window.data_seconds += time.perf_counter() - t_data
+        for micro, (batch, count) in enumerate(zip(batches, counts)):
             last_micro = micro == phase.grad_accum_steps - 1
             sync = contextlib.nullcontext() if last_micro else self.dist.no_sync(self.model)
             with sync:  # around the backward too: FSDP2 decides whether to reduce in its backward hooks
                 with self._autocast():
                     loss = self.model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
-                scaled = loss / phase.grad_accum_steps
+                scaled = loss * (count * world / total)
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            loss_sum += loss.detach()
-        return loss_sum
+            loss_sum += loss.detach() * count
+        return self.dist.mean(loss_sum) * world / total
 
     def _autocast(self):
         if self.amp_dtype == torch.float32 or not self.dist.autocast_needed:
