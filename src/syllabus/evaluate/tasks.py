@@ -1,7 +1,9 @@
 """The task list: one name per evaluation, run in order, results as a flat ``{metric: float}``.
 
 Metric names are ``<task>/<metric>`` (``hellaswag/acc_norm``, ``gsm8k/exact_match``,
-``ppl/<domain>/ppl``), so a plan can compare two evaluations key by key to detect forgetting.
+``ppl/<domain>/ppl``), so a plan can compare two evaluations key by key to detect forgetting. Every task
+also reports ``<task>/n`` (items scored) and, for each proportion, ``<task>/<metric>_stderr`` (binomial,
+see ``error_bars``).
 Nothing here trains or changes the model: it is put in eval mode and its training flag restored.
 """
 
@@ -14,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 from syllabus.config.errors import ConfigError
 from syllabus.evaluate.arithmetic import evaluate_arithmetic
+from syllabus.evaluate.error_bars import with_stderr
 from syllabus.evaluate.gsm8k import evaluate_gsm8k
 from syllabus.evaluate.humaneval import evaluate_humaneval
 from syllabus.evaluate.multiple_choice import arc_items, hellaswag_items, mmlu_items, score_choices
@@ -68,7 +71,7 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
                 for metric, value in perplexity(model, batches).items():
                     results[f"ppl/{domain}/{metric}"] = value
         else:
-            for metric, value in TASKS[task](model, tokenizer, limit, shots.get(task, 0)).items():
+            for metric, value in with_stderr(TASKS[task](model, tokenizer, limit, shots.get(task, 0))).items():
                 results[f"{task}/{metric}"] = float(value)
         results[f"{task}/seconds"] = time.monotonic() - started
     return results

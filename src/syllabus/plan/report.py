@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syllabus.config.plan import PlanConfig  # noqa: E402
+from syllabus.evaluate.error_bars import significant_change  # noqa: E402
 
 
 def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
@@ -28,6 +30,7 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     results = state.get("results", {})
     lines = [f"# {plan.name}", "", f"Stages finished: {len(state.get('completed', []))} of {len(order)}.", ""]
     lines += _forgetting_table(order, results, plan)
+    lines += _task_table(order, results)
     lines += _expectations(plan, results)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
@@ -80,14 +83,47 @@ def _forgetting_table(order: list[str], results: dict, plan: PlanConfig) -> list
         for d in stage.data:
             if f"ppl/{d}" in results[name]:
                 own_end[d] = results[name][f"ppl/{d}"]
-    tasks = sorted({k for r in results.values() for k in r if not k.startswith("ppl/")})
-    if tasks:
-        lines += ["", "| stage | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-        for name in order:
-            if name in results:
-                lines.append(f"| {name} | " + " | ".join(f"{results[name].get(t, float('nan')):.3f}" for t in tasks)
-                             + " |")
     return lines + [""]
+
+
+def _task_table(order: list[str], results: dict) -> list[str]:
+    """Task scores per stage as ``value ± SE (n=N)``; a change from the previous stage's row is marked ▲/▼ only
+    when it exceeds two standard errors of the difference (``error_bars.significant_change``)."""
+    scores = sorted({k for r in results.values() for k in r
+                     if not k.startswith("ppl/") and not k.endswith(("/n", "_stderr", "_n", "/seconds"))})
+    if not scores:
+        return []
+    lines = ["## Task scores at the end of each stage", "",
+             "Each cell: value ± standard error (n = items). ▲/▼ marks a change from the stage above larger than "
+             "two standard errors of the difference; unmarked changes are within noise.", "",
+             "| stage | " + " | ".join(scores) + " |", "|---" * (len(scores) + 1) + "|"]
+    previous: dict | None = None
+    for name in order:
+        if name not in results:
+            continue
+        row = results[name]
+        lines.append(f"| {name} | " + " | ".join(_score_cell(row, previous, k) for k in scores) + " |")
+        previous = row
+    return lines + [""]
+
+
+def _score_cell(row: dict, previous: dict | None, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "–"
+    se = row.get(f"{key}_stderr")
+    task = key.split("/", 1)[0]
+    n = row.get(f"{key}_n", row.get(f"{task}/n"))
+    cell = f"{value:.3f}"
+    if se is not None and not math.isnan(se):
+        cell += f" ± {se:.3f}"
+    if n is not None:
+        cell += f" (n={int(n)})"
+    if previous is not None and key in previous and se is not None and f"{key}_stderr" in previous:
+        before = previous[key]
+        if significant_change(before, previous[f"{key}_stderr"], value, se):
+            cell += " ▲" if value > before else " ▼"
+    return cell
 
 
 def _expectations(plan: PlanConfig, results: dict) -> list[str]:
