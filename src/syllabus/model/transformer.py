@@ -106,7 +106,8 @@ class Attention(nn.Module):
         qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
         # split, not slicing: its backward is one cat, where each slice's would zero-fill a full-size gradient
         qk, v = qkv.view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
-        q, k = apply_rotary(qk, cos[:, None], sin[:, None]).split([H, KV], dim=2)  # q and k rotated together
+        # q and k rotated together; cos/sin are [T, hd] (shared positions) or [B, T, hd] (per row)
+        q, k = apply_rotary(qk, cos.unsqueeze(-2), sin.unsqueeze(-2)).split([H, KV], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
@@ -271,15 +272,23 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=std)
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *, doc_ids: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
-        """Logits [B, T, vocab], or the mean cross-entropy over labels != -100 when labels are given."""
+                cache: KVCache | None = None, attention_mask: Tensor | None = None) -> Tensor:
+        """Logits [B, T, vocab], or the mean cross-entropy over labels != -100 when labels are given.
+
+        ``attention_mask`` (bool or 0/1 [B, start + T], over the cached and the new positions) marks real
+        tokens; padding (0) is never attended to and does not count as a position, so a left-padded row
+        is computed as if it were alone (positions start at 0 at its first real token).
+        """
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_position_embeddings "
                              f"({self.config.max_position_embeddings})")
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
-        mask = attention_mask(T, start, doc_ids, input_ids.device)
+        if attention_mask is None:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+            mask = causal_or_document_mask(T, start, doc_ids, input_ids.device)
+        else:
+            cos, sin, mask = padded_positions(attention_mask.bool(), T, start, self.rope_cos, self.rope_sin)
         x = self.model.embed_tokens(input_ids)
         for i, block in enumerate(self.model.layers):
             if self.gradient_checkpointing and self.training:
@@ -360,6 +369,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return (dx * grad_loss).to(dx.dtype), (dw * grad_loss).to(dx.dtype), None, None
 
 
+def padded_positions(valid: Tensor, T: int, start: int, rope_cos: Tensor, rope_sin: Tensor):
+    """cos, sin [B, T, head_dim] and a boolean mask [B, 1, T, start + T] for rows with padding.
+
+    ``valid`` [B, start + T] is True at real tokens. A token's position counts the real tokens before it;
+    it attends causally to real tokens only. A padding query attends to itself alone (its output is never
+    read, and a query with no key would turn into NaN and spread through the values of later layers).
+    """
+    S = start + T
+    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+    query_at = torch.arange(start, S, device=valid.device)
+    itself = torch.arange(S, device=valid.device)[None, :] == query_at[:, None]
+    mask = _causal(T, S, valid.device) & (valid[:, None, None, :] | itself)
+    return rope_cos[positions], rope_sin[positions], mask
+
+
 def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor | None:
     """None when plain causal attention will do; else a boolean [B|1, 1, T, start+T] mask.
 
@@ -371,3 +395,6 @@ def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor
     if doc_ids is None:
         return causal
     return causal & (doc_ids[:, :, None] == doc_ids[:, None, :])[:, None]
+
+
+causal_or_document_mask = attention_mask  # the name ``forward`` uses, where ``attention_mask`` is its argument
