@@ -108,3 +108,12 @@ def test_lm_eval_on_the_model_in_process_equals_lm_eval_on_the_export(setup, on_
             assert max(diffs) < 1e-3, (task, a["doc_id"])
         for metric in ("acc,none", "acc_norm,none"):
             assert hf_results[task].get(metric) == our_results[task].get(metric), (task, metric)
+
+
+def test_any_lm_eval_task_is_a_syllabus_task_by_name(setup, offline):
+    from syllabus.evaluate import run_tasks
+
+    model, tokenizer, _, _ = setup
+    results = run_tasks(model, tokenizer, ["lm_eval:local_arc_easy", "arithmetic"], limit=6)
+    assert results["local_arc_easy/n"] == 6 and 0 <= results["local_arc_easy/acc"] <= 1
+    assert results["local_arc_easy/acc_stderr"] > 0 and results["arithmetic/n"] > 0

@@ -10,7 +10,9 @@ Nothing here trains or changes the model: it is put in eval mode and its trainin
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -44,6 +46,15 @@ TASKS: dict[str, Callable] = {
     "arithmetic": lambda model, tokenizer, limit, shots: evaluate_arithmetic(model, tokenizer, limit=limit),
 }
 TASK_NAMES = ("ppl", *TASKS)
+LM_EVAL_PREFIX = "lm_eval:"  # "lm_eval:<task>": any lm-eval task, e.g. lm_eval:local_hellaswag (lm_eval_tasks.py)
+
+
+@lru_cache(maxsize=None)
+def local_tasks_dir() -> Path:
+    """The local lm-eval task YAMLs of this process (written once to a temporary folder)."""
+    from syllabus.evaluate.lm_eval_tasks import write_local_tasks
+
+    return write_local_tasks(Path(tempfile.mkdtemp(prefix="syllabus-lm-eval-")))
 
 
 def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int | None = None,
@@ -51,10 +62,14 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
               shots: Mapping[str, int] | None = None) -> dict[str, float]:
     """Run ``tasks`` and return ``{"<task>/<metric>": value}``.
 
+    ``lm_eval:<name>`` runs lm-evaluation-harness's task ``<name>`` on the model in process
+    (``SyllabusLM``); its metrics are keyed ``<name>/<metric>``. The local tasks of ``lm_eval_tasks``
+    (``local_hellaswag``, ``local_arc_easy``, ``local_mmlu_<subject>``, …) need no network.
+
     ``ppl`` needs ``data`` (``{domain: held-out source path}``, read by the data package); ``limit`` caps
     the items of every task (and the batches of ``ppl``); ``seq_len`` defaults to the model's longest.
     """
-    unknown = [t for t in tasks if t not in TASK_NAMES]
+    unknown = [t for t in tasks if t not in TASK_NAMES and not t.startswith(LM_EVAL_PREFIX)]
     if unknown:
         raise ConfigError(f"tasks: unknown {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
     shots = {**SHOTS, **(shots or {})}
@@ -70,6 +85,12 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
                                             max_batches=limit)
                 for metric, value in perplexity(model, batches).items():
                     results[f"ppl/{domain}/{metric}"] = value
+        elif task.startswith(LM_EVAL_PREFIX):
+            from syllabus.evaluate.lm_eval_tasks import run_lm_eval
+
+            scores, _ = run_lm_eval(model, tokenizer, [task[len(LM_EVAL_PREFIX):]], limit=limit,
+                                    tasks_dir=local_tasks_dir())
+            results.update(scores)
         else:
             for metric, value in with_stderr(TASKS[task](model, tokenizer, limit, shots.get(task, 0))).items():
                 results[f"{task}/{metric}"] = float(value)
