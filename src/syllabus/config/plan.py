@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from syllabus.config.expect import parse_expect
 from syllabus.config.load import describe_error
 from syllabus.config.pretrain import PreTrainingConfig
 
@@ -21,6 +22,7 @@ PLAN_OWNED = {"data_dir", "data_sources", "data_mix_weights", "tokenizer", "voca
 RESERVED_TOKENS = {"<|endoftext|>", "<|pad|>"}
 # Benchmark tasks `syllabus.evaluate` runs (checked here, at the door, without importing it).
 BENCHMARK_TASKS = ("hellaswag", "arc", "arc_challenge", "mmlu", "gsm8k", "humaneval", "arithmetic")
+LM_EVAL_PREFIX = "lm_eval:"  # lm_eval:<task> runs any lm-evaluation-harness task (evaluate/lm_eval_tasks.py)
 
 
 class _Strict(BaseModel):
@@ -73,6 +75,18 @@ class ReplaySpec(_Strict):
     from_: list[str] = Field(alias="from", min_length=1, description="earlier stages or the sources they used")
 
 
+class StageEvaluation(_Strict):
+    """A stage's own evaluation: added to the plan's (lists joined, numbers replaced), or instead of it."""
+
+    tasks: list[str] = Field(default_factory=list)
+    perplexity: list[str] = Field(default_factory=list)
+    every: int | None = Field(None, ge=1)
+    tasks_every: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
+    batches: int | None = Field(None, ge=1)
+    replace: bool = Field(False, description="true: this stage uses only what is given here")
+
+
 class StageConfig(_Strict):
     name: str = Field(min_length=1)
     data: dict[str, float] = Field(min_length=1, description="source name -> weight (in tokens)")
@@ -83,14 +97,17 @@ class StageConfig(_Strict):
     special_tokens: list[str] = Field(default_factory=list)
     overrides: dict = Field(default_factory=dict, description="any training field, e.g. weight_decay")
     optimizer: Literal["fresh", "continue"] = Field("fresh", description="fresh AdamW state, or carry it over")
-    expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}')
+    expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}, '
+                         'and on_miss: continue | pause | extend | stop, extend: {steps|tokens|epochs: X, times: K}')
     pause: bool = False
+    evaluation: StageEvaluation | None = Field(None, description="this stage's tasks/perplexity/every/limit")
 
 
 class EvaluationSpec(_Strict):
     every: int = Field(200, ge=1, description="steps between evaluations within a stage")
     perplexity: list[str] = Field(default_factory=list, description="sources whose held-out split is scored")
     tasks: list[str] = Field(default_factory=list)
+    tasks_every: int | None = Field(None, ge=1, description="also run the tasks every N steps inside a stage")
     limit: int = Field(20, ge=1, description="items per task between stages")
     batches: int = Field(8, ge=1, description="held-out batches per domain")
 
@@ -161,16 +178,38 @@ class PlanConfig(_Strict):
                 tokens_so_far.add(token)
             seen_stages[stage.name] = set(stage.data)
             used_sources |= set(stage.data)
-        for task in self.evaluation.tasks:
-            if task not in BENCHMARK_TASKS:
-                found.append(f"evaluation.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)})")
-        for field, names in (("evaluation.perplexity", self.evaluation.perplexity),
-                             ("forgetting.watch", self.forgetting.domains),
+        evaluations = [("evaluation", self.evaluation)] + [(f"stages.{i}.evaluation", s.evaluation)
+                                                           for i, s in enumerate(self.stages) if s.evaluation]
+        for where, spec in evaluations:
+            for task in spec.tasks:
+                if task not in BENCHMARK_TASKS and not (task.startswith(LM_EVAL_PREFIX) and len(task) > 8):
+                    found.append(f"{where}.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)}, "
+                                 f"or lm_eval:<lm-eval task>)")
+            for name in spec.perplexity:
+                if name not in known:
+                    found.append(f"{where}.perplexity: '{name}' is not a source (sources: {', '.join(self.sources)})")
+        for i, stage in enumerate(self.stages):
+            found += parse_expect(stage.expect, f"stages.{i}.expect")[1]
+        for field, names in (("forgetting.watch", self.forgetting.domains),
                              ("tokenizer.train_on", self.tokenizer.train_on or [])):
             for name in names:
                 if name not in known:
                     found.append(f"{field}: '{name}' is not a source (sources: {', '.join(self.sources)})")
         return found
+
+    def stage_evaluation(self, index: int) -> EvaluationSpec:
+        """Stage ``index``'s evaluation: the plan's, extended by the stage's own (lists joined without repeats,
+        numbers given by the stage replace the plan's), or the stage's alone with ``replace: true``."""
+        own = self.stages[index].evaluation
+        if own is None:
+            return self.evaluation
+        base = EvaluationSpec() if own.replace else self.evaluation
+        fields = {"tasks": own.tasks if own.replace else list(dict.fromkeys(base.tasks + own.tasks)),
+                  "perplexity": own.perplexity if own.replace else list(dict.fromkeys(base.perplexity + own.perplexity))}
+        for name in ("every", "tasks_every", "limit", "batches"):
+            value = getattr(own, name)
+            fields[name] = value if value is not None else getattr(base, name)
+        return EvaluationSpec(**fields)
 
     def training_config(self, index: int, max_steps: int = 1) -> PreTrainingConfig:
         """Stage ``index``'s training fields: defaults, then the stage's overrides, LR and budget in steps."""

@@ -14,11 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from syllabus.config.plan import PlanConfig  # noqa: E402
 from syllabus.evaluate.error_bars import significant_change  # noqa: E402
+from syllabus.config.expect import holds, parse_expect  # noqa: E402
+from syllabus.plan.decisions import lookup  # noqa: E402
 
 
 def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
-    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() \
-        else []
+    records = _read_jsonl(run_dir / "metrics.jsonl")
     order = [s.name for s in plan.stages]
     offsets = _stage_offsets(records, order)
     plots = {
@@ -26,24 +27,31 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
         "ppl": _plot_val_ppl(records, offsets, run_dir / "val_perplexity.png"),
         "mix": _plot_mix(records, order, run_dir / "data_mix.png"),
         "speed": _plot_throughput(records, offsets, run_dir / "throughput.png"),
+        "tasks": _plot_tasks(_read_jsonl(run_dir / "evals.jsonl"), offsets, run_dir / "task_scores.png"),
     }
     results = state.get("results", {})
     lines = [f"# {plan.name}", "", f"Stages finished: {len(state.get('completed', []))} of {len(order)}.", ""]
     lines += _forgetting_table(order, results, plan)
     lines += _task_table(order, results)
     lines += _expectations(plan, results)
+    lines += _decisions(state.get("decisions", []))
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
     lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
               f"its stage-end value; action {e['action']}" for e in events] or ["- never fired"]
     lines.append("")
     for title, name in (("Training loss by stage", "loss"), ("Validation perplexity per domain", "ppl"),
+                        ("Task scores over the run", "tasks"),
                         ("Realized data mix per stage", "mix"), ("Throughput", "speed")):
         if plots[name]:
             lines += [f"## {title}", "", f"![{title}]({plots[name].name})", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in open(path) if line.strip()] if path.exists() else []
 
 
 def _stage_offsets(records: list[dict], order: list[str]) -> dict[str, int]:
@@ -131,36 +139,29 @@ def _expectations(plan: PlanConfig, results: dict) -> list[str]:
     for stage in plan.stages:
         if not stage.expect or stage.name not in results:
             continue
-        for key, target in _flatten(stage.expect):
-            value = _lookup(results[stage.name], key)
-            verdict = "?" if value is None else "met" if _holds(value, target) else "missed"
+        expectation, _ = parse_expect(stage.expect)
+        for key, target in (expectation.targets if expectation else {}).items():
+            value = lookup(results[stage.name], key)
+            verdict = "?" if value is None else "met" if holds(value, target) else "missed"
             shown = "n/a" if value is None else f"{value:.4g}"
             lines.append(f"- {stage.name}: {key} {target} → {shown}: **{verdict}**")
     return ["## Expectations", "", *lines, ""] if lines else []
 
 
-def _flatten(expect: dict, prefix: str = ""):
-    for key, value in expect.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}/")
-        else:
-            yield f"{prefix}{key}", str(value)
-
-
-def _lookup(results: dict, key: str) -> float | None:
-    if key in results:
-        return results[key]
-    primary = [k for k in results if k.startswith(key + "/")]
-    return results[sorted(primary)[0]] if primary else None
-
-
-def _holds(value: float, target: str) -> bool:
-    match = re.fullmatch(r"\s*(<=|>=|<|>|==)\s*([-+0-9.eE]+)\s*", target)
-    if not match:
-        return False
-    op, bound = match.group(1), float(match.group(2))
-    return {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound,
-            "==": value == bound}[op]
+def _decisions(decisions: list[dict]) -> list[str]:
+    if not decisions:
+        return []
+    lines = ["## Decisions", "", "At each stage end with an `expect`: the targets missed and what was done.", ""]
+    for d in decisions:
+        missed = ", ".join(f"{k} = {'n/a' if v is None else f'{v:.4g}'}" for k, v in d.get("missed", {}).items())
+        what = {"met": "all targets met", "continue": "missed; continued as asked",
+                "pause": "missed; paused the run", "stop": "missed; stopped the run",
+                "extend": f"missed; extended by {d.get('added_steps')} steps to {d.get('max_steps')} "
+                          f"(extension {d.get('extension')} of {d.get('times')})",
+                "continue_after_extensions": f"still missed after {d.get('times')} extensions; continued"}
+        lines.append(f"- {d['stage']}, step {d['step']}: {what.get(d['decision'], d['decision'])}"
+                     + (f" ({missed})" if missed else ""))
+    return lines + [""]
 
 
 def _boundaries(ax, offsets: dict[str, int]) -> None:
@@ -233,4 +234,31 @@ def _plot_throughput(records, offsets, path) -> Path | None:
     ax.plot([offsets.get(r["stage"], 0) + r["step"] for r in rows], [r["tokens_per_sec"] for r in rows])
     _boundaries(ax, offsets)
     ax.set(xlabel="step (whole run)", ylabel="tokens / s", title="Throughput")
+    return _save(fig, path)
+
+
+def _plot_tasks(evals: list[dict], offsets: dict[str, int], path: Path) -> Path | None:
+    """One line per task score (``<task>/<first metric>``) over the whole run, error bars, stage boundaries."""
+    scores: dict[str, list[tuple[int, float, float]]] = {}
+    for row in evals:
+        if row.get("stage") not in offsets:
+            continue
+        tasks = {k.split("/", 1)[0] for k in row if "/" in k and not k.startswith(("ppl/", "val_"))}
+        for task in sorted(tasks):
+            metrics = sorted(k for k in row if k.startswith(task + "/")
+                             and not k.endswith(("/n", "_stderr", "_n", "/seconds")))
+            if metrics and isinstance(row[metrics[0]], (int, float)):
+                key = metrics[0]
+                scores.setdefault(key, []).append((offsets[row["stage"]] + row["step"], row[key],
+                                                   row.get(f"{key}_stderr", 0.0) or 0.0))
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, points in sorted(scores.items()):
+        points.sort()
+        xs, ys, es = zip(*points)
+        ax.errorbar(xs, ys, yerr=es, marker="o", markersize=3, capsize=2, label=key)
+    _boundaries(ax, offsets)
+    ax.set(xlabel="step (whole run)", ylabel="score (± 1 SE)", title="Task scores over the run")
+    ax.legend(fontsize=8)
     return _save(fig, path)
