@@ -22,6 +22,8 @@ class RunState:
     completed: list[str] = field(default_factory=list)
     reference_ppl: dict[str, float] = field(default_factory=dict)  # domain -> ppl at the end of its stage
     results: dict[str, dict] = field(default_factory=dict)  # stage name -> end-of-stage evaluation
+    decisions: list[dict] = field(default_factory=list)  # every decision at a stage end (plan/decisions.py)
+    extensions: dict[str, int] = field(default_factory=dict)  # stage name -> extensions decided so far
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunState":

@@ -25,16 +25,19 @@ from syllabus.config.load import load_config
 from syllabus.config.plan import PlanConfig
 from syllabus.data import add_special_tokens, epoch_tokens, iter_eval_batches, load_tokenizer, open_batches
 from syllabus.model import Transformer
+from syllabus.config.expect import parse_expect
+from syllabus.plan.decisions import decide, decision_event, extension_steps, missed_targets
 from syllabus.plan.describe import describe_plan
 from syllabus.plan.forgetting import ForgettingGate
 from syllabus.plan.run_state import RunState
+from syllabus.plan.stage_tasks import StageTasks
 from syllabus.plan.stages import grow_embeddings, stage_phases, stage_steps, stage_weights
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, NullLog
 from syllabus.train.pretrain import padded_vocab_size
 from syllabus.train.run_lock import RunLock
-from syllabus.train.stops import StopRequest
+from syllabus.train.stops import RunHalted, StopRequest
 from syllabus.train.trainer import Trainer
 
 log = logging.getLogger("syllabus")
@@ -71,8 +74,10 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
         base_tokenizer = plan_tokenizer(plan, run_dir, dist)
         epochs = {name: epoch_tokens(path, base_tokenizer) for name, path in plan.sources.items()
                   if any(s.budget.epochs and name in s.data for s in plan.stages)}
-        steps = [stage_steps(s, stage_phases(s, plan.training_config(i), 1)[0].tokens_per_step, epochs)
-                 for i, s in enumerate(plan.stages)]
+        per_step = [stage_phases(s, plan.training_config(i), 1)[0].tokens_per_step for i, s in enumerate(plan.stages)]
+        steps = [stage_steps(s, per_step[i], epochs) for i, s in enumerate(plan.stages)]
+        extend_by = [extension_steps(parse_expect(s.expect)[0], per_step[i], sum(epochs.get(d, 0) for d in s.data))
+                     for i, s in enumerate(plan.stages)]
         if dist.is_main:
             print(describe_plan(plan, steps, epochs))
         defaults = plan.training_config(0)
@@ -87,7 +92,13 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
                 state.started.setdefault(stage.name, stage_dicts[index])
                 state.save(run_dir)
                 outcome = _run_stage(plan, index, steps[index], run_dir, state, base_tokenizer, dist, stop,
-                                     metrics, evals)
+                                     metrics, evals, extend_by[index])
+                if outcome == "paused_on_miss":
+                    state.completed.append(stage.name)
+                    state.save(run_dir)
+                    _write_report(plan, run_dir, state)
+                    log.warning("paused after stage '%s': its expectations were missed (on_miss: pause)", stage.name)
+                    return {"status": "paused", "stage": stage.name, "run_dir": str(run_dir)}
                 if outcome != "finished":
                     return {"status": outcome, "stage": stage.name, "run_dir": str(run_dir)}
                 state.completed.append(stage.name)
@@ -106,13 +117,15 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
 
 
 def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, state: RunState, base_tokenizer,
-               dist: DistContext, stop: StopRequest, metrics, evals) -> str:
+               dist: DistContext, stop: StopRequest, metrics, evals, extend_by: int = 0) -> str:
     stage = plan.stages[index]
     folder = stage_dir(run_dir, index, plan)
-    config = plan.training_config(index, max_steps).model_copy(update={
-        "out_dir": str(folder), "eval_interval": plan.stages[index].overrides.get("eval_interval",
-                                                                                 plan.evaluation.every),
-        "eval_batches": plan.evaluation.batches})
+    evaluation = plan.stage_evaluation(index)
+    planned_steps = max_steps
+    max_steps += state.extensions.get(stage.name, 0) * extend_by  # extensions already decided survive a restart
+    config = plan.training_config(index, planned_steps).model_copy(update={
+        "out_dir": str(folder), "eval_interval": plan.stages[index].overrides.get("eval_interval", evaluation.every),
+        "eval_batches": evaluation.batches, "max_steps": max_steps})
     tokenizer, new_ids = stage_tokenizer(plan, index, base_tokenizer)
     resume_from = ckpt.latest_valid_checkpoint(folder / "checkpoints")
     torch.manual_seed(config.seed)  # the same start whether this process ran the previous stage or not
@@ -124,13 +137,16 @@ def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, stat
     eval_seq = min(plan.training_config(0).max_seq_length, model.config.max_position_embeddings)
     eval_batches = {d: (lambda d=d: iter_eval_batches(plan.sources[d], tokenizer, seq_len=eval_seq,
                                                       batch_size=config.micro_batch_size,
-                                                      max_batches=plan.evaluation.batches))
-                    for d in plan.evaluation.perplexity}
+                                                      max_batches=evaluation.batches))
+                    for d in evaluation.perplexity}
     gate = ForgettingGate(plan.forgetting, state.reference_ppl, weights, metrics or NullLog())
+    hooks = [StageTasks(evaluation.tasks, evaluation.tasks_every, evaluation.limit, index, evals, metrics)] \
+        if evaluation.tasks_every and evaluation.tasks else []
+    # Curriculum points given as fractions stay where the planned budget put them, however often it is extended.
     trainer = Trainer(config, model, tokenizer, batches, out_dir=run_dir, checkpoint_dir=folder / "checkpoints",
-                      eval_batches=eval_batches, phases=stage_phases(stage, config, max_steps), stage=stage.name,
+                      eval_batches=eval_batches, phases=stage_phases(stage, config, planned_steps), stage=stage.name,
                       dist=dist, metrics=metrics or NullLog(), callbacks=[gate], extra_state=gate.state_dict,
-                      load_extra_state=gate.load_state_dict, stop=stop)
+                      load_extra_state=gate.load_state_dict, stop=stop, step_hooks=hooks)
     if resume_from is not None:
         trainer.restore(resume_from)
     elif stage.optimizer == "continue" and index > 0:
@@ -139,12 +155,34 @@ def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, stat
     if metrics is not None and resume_from is None:
         metrics.log({"step": 0, "stage": stage.name, "event": "stage_start", "new_token_ids": new_ids,
                      **getattr(model, "init_record", {})})
-    result = trainer.train()
-    if result.stopped_by is not None:
-        log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
-                    result.stopped_by)
-        return "stopped"
-    results = _end_of_stage_evaluation(plan, index, trainer, tokenizer, result.last_val)
+    expectation = parse_expect(stage.expect)[0] if stage.expect else None
+    while True:
+        result = trainer.train()
+        if result.stopped_by is not None:
+            log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
+                        result.stopped_by)
+            return "stopped"
+        results = _end_of_stage_evaluation(plan, index, trainer, tokenizer, result.last_val)
+        if expectation is None:
+            break
+        missed = missed_targets(expectation, results)
+        decision = decide(expectation, missed, state.extensions.get(stage.name, 0))
+        event = decision_event(stage.name, result.step, decision, missed)
+        if decision == "extend":
+            done = state.extensions.get(stage.name, 0) + 1
+            event.update(extension=done, times=expectation.extend.times, added_steps=extend_by,
+                         max_steps=trainer.config.max_steps + extend_by)
+        elif decision == "continue_after_extensions":
+            event["times"] = expectation.extend.times
+        _record_decision(run_dir, state, metrics, evals, event, index, result, results)
+        if decision != "extend":
+            break
+        # Train on: the LR schedule is re-planned for the new end (lr_at with total = the extended budget).
+        state.extensions[stage.name] = event["extension"]
+        state.save(run_dir)
+        trainer.config = trainer.config.model_copy(update={"max_steps": event["max_steps"]})
+        log.warning("stage '%s' missed %s; extending it by %d steps (%d of %d)", stage.name,
+                    ", ".join(missed), extend_by, event["extension"], expectation.extend.times)
     state.results[stage.name] = results
     for domain in stage.data:
         if f"ppl/{domain}" in results:
@@ -153,7 +191,29 @@ def _run_stage(plan: PlanConfig, index: int, max_steps: int, run_dir: Path, stat
         evals.log({"stage": stage.name, "stage_index": index, "step": result.step,
                    "tokens_seen": result.tokens_seen, **results})
         metrics.log({"step": result.step, "stage": stage.name, "event": "stage_end", **results})
+    if expectation is not None and decision == "stop":
+        state.save(run_dir)
+        _write_report(plan, run_dir, state)
+        raise RunHalted(f"stage '{stage.name}' missed its expectations ({_describe_missed(missed)}); "
+                        f"on_miss: stop. The stage's final checkpoint is kept; see {run_dir / 'report.md'}")
+    if expectation is not None and decision == "pause":
+        return "paused_on_miss"
     return "finished"
+
+
+def _record_decision(run_dir: Path, state: RunState, metrics, evals, event: dict, index: int, result,
+                     results: dict) -> None:
+    state.decisions.append(event)
+    state.save(run_dir)
+    if metrics is not None:
+        metrics.log(event)
+    if event["decision"] == "extend" and evals is not None:  # the evaluation that led to the extension
+        evals.log({"stage": event["stage"], "stage_index": index, "step": result.step,
+                   "tokens_seen": result.tokens_seen, "kind": "before_extension", **results})
+
+
+def _describe_missed(missed: dict) -> str:
+    return ", ".join(f"{k} = {'not measured' if v is None else f'{v:.4g}'}" for k, v in missed.items())
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
@@ -225,16 +285,17 @@ def _carry_optimizer(trainer: Trainer, previous_dir: Path) -> None:
 
 
 def _end_of_stage_evaluation(plan: PlanConfig, index: int, trainer: Trainer, tokenizer, last_val: dict) -> dict:
+    evaluation = plan.stage_evaluation(index)
     results = {}
     for key, value in last_val.items():
         if key.startswith("val_loss/"):
             domain = key.split("/", 1)[1]
             results[f"ppl/{domain}"] = math.exp(value)
-    if plan.evaluation.tasks:
+    if evaluation.tasks:
         from syllabus.evaluate import run_tasks
 
-        scores = run_tasks(trainer.raw_model, tokenizer, plan.evaluation.tasks, limit=plan.evaluation.limit)
-        results.update({k: v for k, v in scores.items() if not k.endswith(("/n", "/seconds"))})
+        scores = run_tasks(trainer.raw_model, tokenizer, evaluation.tasks, limit=evaluation.limit)
+        results.update({k: v for k, v in scores.items() if not k.endswith("/seconds")})  # n and stderr stay
     trainer.raw_model.train()
     return results
 
