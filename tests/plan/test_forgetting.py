@@ -6,6 +6,7 @@ import pytest
 
 from syllabus.config.plan import ForgettingSpec
 from syllabus.plan.forgetting import ForgettingGate, raised_share
+from syllabus.train.distributed import DistContext
 
 
 class Sink:
@@ -26,6 +27,7 @@ class Batches:
 
 class StandIn:
     stage = "math"
+    dist = DistContext.single("cpu")
 
     def __init__(self):
         self.lr_multiplier, self.batches, self.stopped = 1.0, Batches(), None

@@ -11,7 +11,8 @@ import torch
 from syllabus.config import validate
 from syllabus.config.plan import PlanConfig
 from syllabus.data import load_tokenizer
-from syllabus.plan.runner import run_plan, weights_digest
+from syllabus.plan.handover import weights_digest
+from syllabus.plan.runner import run_plan
 from syllabus.train import checkpoint as ckpt
 from tests.plan.conftest import losses, make_plan, records, run_argv, write_plan
 from tests.train.runs import run, start_and_signal
@@ -77,7 +78,7 @@ def test_special_tokens_are_single_and_old_ids_and_embeddings_unchanged(two_stag
 def test_grow_embeddings_keeps_old_rows():
     from syllabus.config.model import model_config_for
     from syllabus.model import Transformer
-    from syllabus.plan.stages import grow_embeddings
+    from syllabus.plan.handover import grow_embeddings
 
     model = Transformer(model_config_for("tiny", vocab_size=64, hidden_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, intermediate_size=64, tie_word_embeddings=False))
@@ -144,7 +145,7 @@ def test_growing_the_vocabulary_adds_quiet_rows():
     the larger vocabulary (a random row of norm ~sqrt(d) would swamp the softmax through the tied head)."""
     from syllabus.config.model import model_config_for
     from syllabus.model import Transformer
-    from syllabus.plan.stages import grow_embeddings
+    from syllabus.plan.handover import grow_embeddings
 
     torch.manual_seed(0)
     model = Transformer(model_config_for("tiny", vocab_size=64, hidden_size=32, num_hidden_layers=1,

@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from syllabus.config.errors import ConfigError
+    from syllabus.train.launch import is_main_process
     from syllabus.train.stops import RunHalted
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Under torchrun only rank 0 speaks; the other ranks still report warnings and errors.
+    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING, format="%(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -19,9 +19,11 @@ def run(args: argparse.Namespace) -> int:
 
     plan = load_config(PlanConfig, args.plan, args.set)  # checked before torch is imported
     from syllabus.plan.runner import run_plan
+    from syllabus.train.launch import is_main_process
 
     summary = run_plan(plan, args.out or f"runs/{plan.name}", pause_after=args.pause_after)
-    print(f"{summary['status']}: run folder {summary['run_dir']}" +
-          (f", report {summary['report']}" if "report" in summary else ""))
+    if is_main_process():
+        print(f"{summary['status']}: run folder {summary['run_dir']}" +
+              (f", report {summary['report']}" if "report" in summary else ""))
     return 0
 

@@ -112,9 +112,13 @@ class MixedDomainDataset:
             s.load_state_dict(state["streams"][k])
 
     def mix_report(self) -> dict[str, dict]:
-        since = sum(self.tokens_since.values()) or 1
+        """Per source: ``tokens`` drawn since this mixture was opened (all ranks' rows of the global order),
+        the current ``target_share``, ``realized_share`` over all those tokens, ``realized_share_since_change``
+        over the tokens since the last ``set_weights``, epochs read, and whether it is exhausted."""
+        total, since = sum(self.tokens_total.values()) or 1, sum(self.tokens_since.values()) or 1
         return {k: {"tokens": self.tokens_total[k], "target_share": self.weights[k],
-                    "realized_share": self.tokens_since[k] / since, "epochs": self.streams[k].epochs(),
+                    "realized_share": self.tokens_total[k] / total,
+                    "realized_share_since_change": self.tokens_since[k] / since, "epochs": self.streams[k].epochs(),
                     "exhausted": self.streams[k].exhausted_for(1, self.max_epochs.get(k))}
                 for k in self.streams}
 

@@ -39,20 +39,6 @@ def decide(expectation: Expectation, missed: dict, extensions_done: int) -> str:
     return expectation.on_miss
 
 
-def extension_steps(expectation: Expectation | None, tokens_per_step: int, epoch_tokens: int) -> int:
-    """Optimizer steps one extension adds: ``steps``, or ``tokens`` / ``epochs`` (of the stage's own sources,
-    ``epoch_tokens`` per epoch) turned into steps at the stage's first tokens per step; 0 without ``extend``."""
-    import math
-
-    extend = expectation.extend if expectation else None
-    if extend is None:
-        return 0
-    if extend.steps is not None:
-        return extend.steps
-    tokens = extend.tokens if extend.tokens is not None else extend.epochs * epoch_tokens
-    return max(1, math.ceil(tokens / tokens_per_step))
-
-
 def decision_event(stage: str, step: int, decision: str, missed: dict, **extra) -> dict:
     """The record of one decision, as written to metrics.jsonl and kept in run_state.json."""
     return {"step": step, "stage": stage, "event": "decision", "decision": decision,

@@ -6,37 +6,37 @@ import json
 from pathlib import Path
 
 from syllabus.config.plan import PlanConfig
-from syllabus.plan.stages import stage_phases, stage_weights
+from syllabus.plan.stages import StagePlan
 
 ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measured matmul peak
 
 
-def describe_plan(plan: PlanConfig, steps: list[int], epoch_tokens: dict[str, int]) -> str:
+def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[str, int]) -> str:
     """Per stage: sources and token shares, budget in steps and tokens (and epochs per source), LR,
     curriculum phases and an estimated time on this machine."""
     seconds_per_token = _seconds_per_token(plan)
-    lines = [f"plan '{plan.name}': {len(plan.stages)} stages, model {plan.model.size}", ""]
+    lines = [f"plan '{plan.name}': {len(stages)} stages, model {plan.model.size}", ""]
     header = f"{'#':<3}{'stage':<14}{'steps':>7}{'tokens':>11}  {'lr peak→min':<18}{'est.':>8}  mixture (share of tokens)"
     lines += [header, "-" * len(header)]
-    for i, stage in enumerate(plan.stages):
-        config = plan.training_config(i, steps[i])
-        phases = stage_phases(stage, config, steps[i])
-        tokens = sum(p.tokens_per_step * (min([q.at for q in phases if q.at > p.at] + [steps[i]]) - p.at)
+    for stage in stages:
+        config, phases, steps = stage.config, stage.phases, stage.max_steps
+        tokens = sum(p.tokens_per_step * (min([q.at for q in phases if q.at > p.at] + [steps]) - p.at)
                      for p in phases)
         mix = []
-        for source, share in stage_weights(plan, i).items():
+        for source, share in stage.weights.items():
             part = f"{source} {share:.0%}"
             if source in epoch_tokens and epoch_tokens[source]:
                 part += f" ({share * tokens / epoch_tokens[source]:.2g} ep)"
             mix.append(part)
         lr = f"{config.learning_rate:.1e}→{config.min_learning_rate:.1e}"
         estimate = _duration(tokens * seconds_per_token) if seconds_per_token else "?"
-        lines.append(f"{i + 1:<3}{stage.name:<14}{steps[i]:>7}{tokens:>11,}  {lr:<18}{estimate:>8}  {', '.join(mix)}")
+        lines.append(f"{stage.index + 1:<3}{stage.name:<14}{steps:>7}{tokens:>11,}  {lr:<18}{estimate:>8}  "
+                     f"{', '.join(mix)}")
         for p in phases:
             lines.append(f"{'':<17}from step {p.at}: seq_len {p.seq_len}, micro batch {p.micro_batch_size} × "
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
-        if stage.special_tokens:
-            lines.append(f"{'':<17}adds special tokens {' '.join(stage.special_tokens)}")
+        if stage.new_tokens:
+            lines.append(f"{'':<17}adds special tokens {' '.join(stage.new_tokens)}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@
 Invariant kept: a domain is watched only once a stage that trained on it has finished (its reference
 perplexity is the value measured at that stage's end); the gate fires when the current perplexity is
 more than ``threshold`` times the reference, and every firing is logged as an ``event: forgetting`` record.
+Under torchrun the decision is rank 0's, broadcast to every rank before any rank acts on it, so all
+ranks change their mixture (or LR, or stop) identically even if their evaluations differ in the last bit.
 """
 
 from __future__ import annotations
@@ -25,20 +27,28 @@ class ForgettingGate:
         self.firings = 0
 
     def __call__(self, trainer, record: dict) -> None:
+        firings = self.decide(record, trainer.stage) if trainer.dist.is_main else None
+        for event in trainer.dist.broadcast_object(firings):
+            self.firings += 1
+            self._act(trainer, event["domain"], event)
+            self.events.log(event)
+            if trainer.dist.is_main:
+                log.warning("forgetting: %s perplexity %.2f is %.2fx its value at the end of its stage (%.2f); "
+                            "action: %s", event["domain"], event["ppl"], event["ratio"], event["reference_ppl"],
+                            event["action"])
+
+    def decide(self, record: dict, stage: str | None) -> list[dict]:
+        """One ``event: forgetting`` record per watched domain whose perplexity in ``record`` (an evaluation
+        with ``val_loss/<domain>`` in nats) exceeds ``threshold`` × its reference; empty when none does."""
+        firings = []
         for domain, reference in self.reference.items():
             loss = record.get(f"val_loss/{domain}")
-            if loss is None:
+            if loss is None or math.exp(loss) / reference <= self.spec.threshold:
                 continue
-            ratio = math.exp(loss) / reference
-            if ratio <= self.spec.threshold:
-                continue
-            self.firings += 1
-            event = {"step": record["step"], "stage": trainer.stage, "event": "forgetting", "domain": domain,
-                     "ppl": math.exp(loss), "reference_ppl": reference, "ratio": ratio, "action": self.spec.action}
-            self._act(trainer, domain, event)
-            self.events.log(event)
-            log.warning("forgetting: %s perplexity %.2f is %.2fx its value at the end of its stage (%.2f); action: %s",
-                        domain, math.exp(loss), ratio, reference, self.spec.action)
+            firings.append({"step": record["step"], "stage": stage, "event": "forgetting", "domain": domain,
+                            "ppl": math.exp(loss), "reference_ppl": reference, "ratio": math.exp(loss) / reference,
+                            "action": self.spec.action})
+        return firings
 
     def _act(self, trainer, domain: str, event: dict) -> None:
         action = self.spec.action

@@ -13,9 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syllabus.config.plan import PlanConfig  # noqa: E402
-from syllabus.evaluate.error_bars import significant_change  # noqa: E402
 from syllabus.config.expect import holds, parse_expect  # noqa: E402
+from syllabus.evaluate.error_bars import significant_change  # noqa: E402
 from syllabus.plan.decisions import lookup  # noqa: E402
+from syllabus.plan.stages import stage_weights  # noqa: E402
 
 
 def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
@@ -35,6 +36,7 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines += _task_table(order, results)
     lines += _expectations(plan, results)
     lines += _decisions(state.get("decisions", []))
+    lines += _mix_table(plan, records)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
     lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
@@ -132,6 +134,28 @@ def _score_cell(row: dict, previous: dict | None, key: str) -> str:
         if significant_change(before, previous[f"{key}_stderr"], value, se):
             cell += " ▲" if value > before else " ▼"
     return cell
+
+
+def _mix_table(plan: PlanConfig, records: list[dict]) -> list[str]:
+    """Planned vs realized token shares per stage, from each stage's closing ``event: data`` record: realized
+    over the whole stage, and since the last change of weights (the forgetting gate's, when it acted)."""
+    mixes = {r["stage"]: r["mix"] for r in records if r.get("event") == "data" and "stage" in r}
+    if not mixes:
+        return []
+    lines = ["## Data mix per stage", "",
+             "Share of tokens per source: planned by the plan, the target at the stage's end (after any change by "
+             "the forgetting gate), realized over the whole stage and since the last change.", "",
+             "| stage | source | planned | final target | realized | realized since change | tokens |",
+             "|---|---|---|---|---|---|---|"]
+    for index, stage in enumerate(plan.stages):
+        if stage.name not in mixes:
+            continue
+        planned = stage_weights(plan, index)
+        for source, row in mixes[stage.name].items():
+            since = row.get("realized_share_since_change", row["realized_share"])
+            lines.append(f"| {stage.name} | {source} | {planned.get(source, 0.0):.3f} | {row['target_share']:.3f} | "
+                         f"{row['realized_share']:.3f} | {since:.3f} | {row['tokens']:,} |")
+    return lines + [""]
 
 
 def _expectations(plan: PlanConfig, results: dict) -> list[str]:

@@ -162,6 +162,17 @@ class DistContext:
         if self.world_size > 1:
             dist.barrier()
 
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` on every rank (any picklable object; the others' values are ignored).
+
+        Collective: every rank must call it at the same point. Used for decisions taken from an evaluation
+        (results between stages, the forgetting gate's action), so ranks can never disagree about them."""
+        if self.world_size == 1:
+            return value
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def pick_device(device: str, local_rank: int) -> torch.device:
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):

@@ -8,6 +8,10 @@
 ``SYLLABUS_FAULT_CRASH_RANK=r`` with ``SYLLABUS_FAULT_CRASH_STEP=s``
     Rank ``r`` raises ``InjectedFault`` once it has finished ``s`` optimizer steps, to check that the other
     ranks end with an error instead of hanging.
+``SYLLABUS_FAULT_EVAL_SHIFT=nats`` with ``SYLLABUS_FAULT_EVAL_SHIFT_RANKS=0,1`` and ``SYLLABUS_FAULT_EVAL_SHIFT_STAGE=name``
+    The held-out losses that these ranks measure during that stage are raised by ``nats`` (only at the steps in
+    ``SYLLABUS_FAULT_EVAL_SHIFT_STEPS`` when it is set), to check decisions taken from an evaluation: the
+    forgetting gate's is the same on every rank when their numbers differ, and a late firing is reported right.
 
 Unset (the normal case), every hook is a no-op. See ``docs/reliability.md``.
 """
@@ -22,6 +26,8 @@ import torch
 NAN_STEPS = "SYLLABUS_FAULT_NAN_STEPS"
 SAVE_ERROR_STEPS = "SYLLABUS_FAULT_SAVE_ERROR_STEPS"
 CRASH_RANK, CRASH_STEP = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
+EVAL_SHIFT, EVAL_SHIFT_RANKS = "SYLLABUS_FAULT_EVAL_SHIFT", "SYLLABUS_FAULT_EVAL_SHIFT_RANKS"
+EVAL_SHIFT_STAGE, EVAL_SHIFT_STEPS = "SYLLABUS_FAULT_EVAL_SHIFT_STAGE", "SYLLABUS_FAULT_EVAL_SHIFT_STEPS"
 _poisoned: set[int] = set()
 
 
@@ -55,3 +61,13 @@ def crash_if_asked(rank: int, step: int) -> None:
     want_rank, want_step = os.environ.get(CRASH_RANK), os.environ.get(CRASH_STEP)
     if want_rank is not None and want_step is not None and rank == int(want_rank) and step == int(want_step):
         raise InjectedFault(f"rank {rank}: fault injected after step {step} ({CRASH_RANK}/{CRASH_STEP})")
+
+
+def shift_eval(rank: int, stage: str | None, step: int, losses: dict[str, float]) -> dict[str, float]:
+    """``losses`` (``val_loss…`` in nats) as measured, or raised by ``SYLLABUS_FAULT_EVAL_SHIFT`` on the listed
+    ranks during the named stage (at the listed steps, when some are)."""
+    shift, steps = os.environ.get(EVAL_SHIFT), _steps(EVAL_SHIFT_STEPS)
+    if shift is None or rank not in _steps(EVAL_SHIFT_RANKS) or stage != os.environ.get(EVAL_SHIFT_STAGE) \
+            or (steps and step not in steps):
+        return losses
+    return {k: v + float(shift) for k, v in losses.items()}

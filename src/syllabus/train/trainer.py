@@ -355,7 +355,7 @@ class Trainer:
         return result
 
     def evaluate_and_notify(self) -> dict:
-        losses = self.validation_losses()
+        losses = faults.shift_eval(self.dist.rank, self.stage, self.step, self.validation_losses())
         if not losses:
             return {}
         record = {"step": self.step, "tokens_seen": self.tokens_seen, **losses}
