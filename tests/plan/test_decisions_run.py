@@ -52,6 +52,15 @@ def test_stage_tasks_run_where_declared_and_every_n_steps(tasks_run):
     assert "![Task scores over the run](task_scores.png)" in (run_dir / "report.md").read_text()
 
 
+def test_in_stage_tasks_leave_training_unchanged(tasks_run, demo_corpus, demo_tokenizer, tmp_path):
+    """Evaluation draws no training randomness: stage one trains the same without its tasks."""
+    _, run_dir = tasks_run
+    plain = [{"name": "one", "data": {"wiki": 1.0}, "budget": {"steps": 6}, "lr": LR}]
+    assert run_plan(validate(PlanConfig, make_plan(demo_corpus, demo_tokenizer, plain)), tmp_path / "run")
+    ours = {k: v for k, v in losses(run_dir).items() if k[0] == "one"}
+    assert ours == losses(tmp_path / "run") and len(ours) == 6
+
+
 def test_unreachable_target_extends_k_times_then_continues(tasks_run):
     _, run_dir = tasks_run
     state = json.loads((run_dir / "run_state.json").read_text())
