@@ -33,4 +33,5 @@ def test_report_on_ten_items_shows_the_noise(tmp_path):
     text = write_report(plan, tmp_path, state).read_text()
     assert "0.300 ± 0.145 (n=10)" in text
     row = next(line for line in text.splitlines() if line.startswith("| two |"))
-    assert "0.600 ± 0.155 (n=10)" in row and "▲" not in row  # 0.3 → 0.6 on 10 items is within two standard errors (0.43)
+    # 0.3 → 0.6 on 10 items is within two standard errors of the difference (0.42)
+    assert "0.600 ± 0.155 (n=10)" in row and "▲" not in row

@@ -1,4 +1,5 @@
-"""``syllabus eval CHECKPOINT [--stage NAME] --tasks ppl,hellaswag,... [--limit N] [--data DOMAIN=PATH ...] [--out FILE]``.
+"""``syllabus eval CHECKPOINT [--stage NAME] --tasks ppl,hellaswag,... [--limit N] [--data DOMAIN=PATH ...]
+[--out FILE]``.
 
 ``ppl`` without ``--data`` scores the held-out splits of the sources the checkpoint was trained on.
 """
@@ -17,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "plan run folder (the last finished stage's final checkpoint)")
     parser.add_argument("--stage", default=None, metavar="NAME", help="in a plan run folder: this stage's checkpoint")
     parser.add_argument("--tasks", default="hellaswag,arc,arithmetic",
-                        help=f"comma-separated, from {TASKS}, or lm_eval:NAME (any lm-eval task, e.g. lm_eval:local_hellaswag)")
+                        help=f"comma-separated, from {TASKS}, or lm_eval:NAME (any lm-eval task, "
+                             "e.g. lm_eval:local_hellaswag)")
     parser.add_argument("--limit", type=int, default=None, help="at most N items per task (N batches for ppl)")
     parser.add_argument("--data", action="append", default=[], metavar="DOMAIN=PATH",
                         help="held-out source for ppl (repeatable; default: the sources the checkpoint trained on)")

@@ -204,8 +204,11 @@ class PlanConfig(_Strict):
         if own is None:
             return self.evaluation
         base = EvaluationSpec() if own.replace else self.evaluation
-        fields = {"tasks": own.tasks if own.replace else list(dict.fromkeys(base.tasks + own.tasks)),
-                  "perplexity": own.perplexity if own.replace else list(dict.fromkeys(base.perplexity + own.perplexity))}
+        def joined(name: str) -> list[str]:
+            mine = getattr(own, name)
+            return mine if own.replace else list(dict.fromkeys(getattr(base, name) + mine))
+
+        fields = {"tasks": joined("tasks"), "perplexity": joined("perplexity")}
         for name in ("every", "tasks_every", "limit", "batches"):
             value = getattr(own, name)
             fields[name] = value if value is not None else getattr(base, name)

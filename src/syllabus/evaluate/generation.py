@@ -5,8 +5,9 @@ pass of length 1. Every prompt starts with the end-of-text token, the document s
 trained with (the exported tokenizer adds it as BOS, so ``transformers`` generates from the same ids).
 Prompts of different lengths share a batch left-padded: an attention mask keeps padding out of
 attention and out of the positions, so each row decodes exactly as it would alone; each row stops at
-its own stop string or end-of-text, and the batch ends when every row has. ``use_cache=False`` recomputes the whole sequence every step; it exists so tests can
-check that the cache changes nothing (greedy decoding yields identical tokens either way).
+its own stop string or end-of-text, and the batch ends when every row has. ``use_cache=False``
+recomputes the whole sequence every step; it exists so tests can check that the cache changes nothing
+(greedy decoding yields identical tokens either way).
 
 Invariant kept by :func:`stream_text`: the pieces it yields, joined, equal the text
 :func:`generate` returns for the same arguments — text is held back while it could still be the

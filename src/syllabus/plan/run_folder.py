@@ -35,7 +35,8 @@ def stage_folders(run_dir: Path) -> dict[str, Path]:
 
 def find_checkpoint(path: str | Path, stage: str | None = None) -> Path:
     """The checkpoint folder ``path`` names (see the module docstring); raises ``ConfigError``."""
-    from syllabus.train.checkpoint import CheckpointError, latest_valid_checkpoint, resolve_checkpoint, verify_checkpoint
+    from syllabus.train.checkpoint import (CheckpointError, latest_valid_checkpoint, resolve_checkpoint,
+                                           verify_checkpoint)
 
     path = Path(path)
     if not path.exists():

@@ -49,7 +49,8 @@ class Trainer:
     its held-out split. ``callbacks`` are called as ``cb(trainer, record)`` after each evaluation and
     may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``; ``step_hooks`` are called as
     ``hook(trainer)`` after every optimizer step (e.g. the plan's in-stage benchmark tasks). ``extra_state``
-    is saved in every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or rollback).
+    is saved in every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or
+    rollback).
     """
 
     def __init__(self, config: PreTrainingConfig, model: torch.nn.Module, tokenizer, batches, *,
