@@ -4,7 +4,6 @@ import json
 import signal
 import struct
 import subprocess
-import sys
 
 import pytest
 
