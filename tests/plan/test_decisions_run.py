@@ -118,3 +118,16 @@ def test_sigkill_during_an_extension_resumes_with_identical_losses(demo_corpus, 
     assert max(step for stage, step in losses(straight) if stage == "one") == 10
     decisions = [d["decision"] for d in json.loads((killed / "run_state.json").read_text())["decisions"]]
     assert decisions == ["extend", "extend", "continue_after_extensions"]
+
+
+def test_on_miss_pause_finishes_the_stage_then_pauses(demo_corpus, demo_tokenizer, tmp_path):
+    stages = [{"name": "first", "data": {"wiki": 1.0}, "budget": {"steps": 2}, "lr": LR,
+               "expect": {"ppl": {"wiki": "< 1.01"}, "on_miss": "pause"}},
+              {"name": "second", "data": {"code": 1.0}, "budget": {"steps": 2}, "lr": LR}]
+    plan = validate(PlanConfig, make_plan(demo_corpus, demo_tokenizer, stages))
+    summary = run_plan(plan, tmp_path / "run")
+    assert (summary["status"], summary["stage"]) == ("paused", "first")
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())
+    assert state["completed"] == ["first"] and state["decisions"][0]["decision"] == "pause"
+    assert "missed; paused the run" in (tmp_path / "run" / "report.md").read_text()
+    assert run_plan(plan, tmp_path / "run")["status"] == "finished"  # running again goes on with the next stage
