@@ -52,3 +52,16 @@ def test_each_invalid_evaluation_gives_one_line(path, value, expected):
     problems = str(err.value).splitlines()
     assert len(problems) == 1, problems
     assert problems[0].startswith(expected), problems
+
+
+def test_a_run_folder_from_before_stage_evaluation_still_resumes():
+    """Stages frozen without the new ``evaluation`` key are not "edited" by it; a real edit still is."""
+    from syllabus.plan.run_state import RunState
+
+    old = validate(PlanConfig, GOOD).stages[0].model_dump(by_alias=True)
+    old.pop("evaluation")
+    state = RunState(started={"foundation": old})
+    state.check_frozen([validate(PlanConfig, GOOD).stages[0].model_dump(by_alias=True)])
+    with pytest.raises(ConfigError, match="stages.foundation: evaluation changed"):
+        state.check_frozen([validate(PlanConfig, edited("stages.0.evaluation", {"tasks": ["arc"]})).stages[0]
+                            .model_dump(by_alias=True)])

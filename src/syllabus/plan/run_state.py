@@ -42,8 +42,11 @@ class RunState:
         for name, frozen in self.started.items():
             if name not in by_name:
                 problems.append(f"stages: '{name}' has started in this run folder and cannot be removed")
-            elif by_name[name] != frozen:
-                changed = sorted(k for k in set(frozen) | set(by_name[name]) if frozen.get(k) != by_name[name].get(k))
+                continue
+            # A field added to stages since the folder was written reads as its default (None): not an edit.
+            now = by_name[name]
+            changed = sorted(k for k in set(frozen) | set(now) if frozen.get(k) != now.get(k))
+            if changed:
                 problems.append(f"stages.{name}: {', '.join(changed)} changed, but this stage has "
                                 f"{'finished' if name in self.completed else 'started'}; its config is frozen "
                                 f"(edit only stages not yet started, or use a new --out)")
