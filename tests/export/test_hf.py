@@ -21,9 +21,11 @@ def test_transformers_loads_the_export_with_identical_logits(tmp_path, tokenizer
     hf_tok = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
     text = "The quick brown fox: 342 + 567 = 909"
     ids = tokenizer.encode(text).ids
-    assert hf_tok(text)["input_ids"] == ids
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    assert hf_tok(text)["input_ids"] == [eos, *ids]  # the document separator the model trained with, as BOS
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == ids and hf_tok.bos_token_id == eos
     assert hf_tok.eos_token == "<|endoftext|>" and hf_tok.pad_token == "<|pad|>"
-    assert hf_tok.decode(ids) == text
+    assert hf_tok.decode(ids) == text and hf_tok.decode(hf_tok(text)["input_ids"], skip_special_tokens=True) == text
 
     input_ids = torch.tensor([ids, ids[::-1]])
     with torch.no_grad():

@@ -1,4 +1,8 @@
-"""``syllabus eval CHECKPOINT --tasks ppl,hellaswag,... [--limit N] [--data DOMAIN=PATH ...] [--out FILE]``."""
+"""``syllabus eval CHECKPOINT [--stage NAME] --tasks ppl,hellaswag,... [--limit N] [--data DOMAIN=PATH ...]
+[--out FILE]``.
+
+``ppl`` without ``--data`` scores the held-out splits of the sources the checkpoint was trained on.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,15 @@ TASKS = ",".join(("ppl", *BENCHMARK_TASKS))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest valid checkpoint)")
-    parser.add_argument("--tasks", default="hellaswag,arc,arithmetic", help=f"comma-separated, from {TASKS}")
+    parser.add_argument("checkpoint", help="a checkpoint folder, a run folder (its newest valid checkpoint), or a "
+                        "plan run folder (the last finished stage's final checkpoint)")
+    parser.add_argument("--stage", default=None, metavar="NAME", help="in a plan run folder: this stage's checkpoint")
+    parser.add_argument("--tasks", default="hellaswag,arc,arithmetic",
+                        help=f"comma-separated, from {TASKS}, or lm_eval:NAME (any lm-eval task, "
+                             "e.g. lm_eval:local_hellaswag)")
     parser.add_argument("--limit", type=int, default=None, help="at most N items per task (N batches for ppl)")
     parser.add_argument("--data", action="append", default=[], metavar="DOMAIN=PATH",
-                        help="held-out source for ppl (repeatable)")
+                        help="held-out source for ppl (repeatable; default: the sources the checkpoint trained on)")
     parser.add_argument("--seq-len", type=int, default=None, help="ppl sequence length (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=8, help="ppl batch size")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -34,9 +42,14 @@ def parse_data(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from syllabus.evaluate import evaluate_checkpoint, results_table
+    from syllabus.plan.run_folder import find_checkpoint, trained_sources
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    results = evaluate_checkpoint(args.checkpoint, tasks, limit=args.limit, data=parse_data(args.data),
+    checkpoint = find_checkpoint(args.checkpoint, args.stage)
+    data = parse_data(args.data)
+    if "ppl" in tasks and not data:
+        data = trained_sources(checkpoint)
+    results = evaluate_checkpoint(checkpoint, tasks, limit=args.limit, data=data,
                                   out=args.out, device=args.device, seq_len=args.seq_len,
                                   batch_size=args.batch_size)
     print(results_table(results))

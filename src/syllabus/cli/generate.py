@@ -7,7 +7,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest valid checkpoint)")
+    parser.add_argument("checkpoint", help="a checkpoint folder, a run folder (its newest valid checkpoint), or a "
+                        "plan run folder (the last finished stage's final checkpoint)")
+    parser.add_argument("--stage", default=None, metavar="NAME", help="in a plan run folder: this stage's checkpoint")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -19,10 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from syllabus.evaluate.generation import Sampling, stream_text
     from syllabus.checkpoints import load_model
+    from syllabus.evaluate.generation import Sampling, stream_text
+    from syllabus.plan.run_folder import find_checkpoint
 
-    model, tokenizer = load_model(args.checkpoint, device=args.device)
+    model, tokenizer = load_model(find_checkpoint(args.checkpoint, args.stage), device=args.device)
     sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, stop=tuple(args.stop), seed=args.seed)
     sys.stdout.write(args.prompt)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from syllabus.config.expect import parse_expect
 from syllabus.config.load import describe_error
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.config.source import SourceSpec, as_source_spec
@@ -24,6 +25,7 @@ PLAN_OWNED = {"data_dir", "data_sources", "data_mix_weights", "tokenizer", "voca
 RESERVED_TOKENS = {"<|endoftext|>", "<|pad|>"}
 # Benchmark tasks `syllabus.evaluate` runs (checked here, at the door, without importing it).
 BENCHMARK_TASKS = ("hellaswag", "arc", "arc_challenge", "mmlu", "gsm8k", "humaneval", "arithmetic")
+LM_EVAL_PREFIX = "lm_eval:"  # lm_eval:<task> runs any lm-evaluation-harness task (evaluate/lm_eval_tasks.py)
 
 
 class _Strict(BaseModel):
@@ -101,6 +103,18 @@ class MergeSpec(_Strict):
         "stage_domains", description="held-out loss compared: mean over the stage's own sources, or over all scored")
 
 
+class StageEvaluation(_Strict):
+    """A stage's own evaluation: added to the plan's (lists joined, numbers replaced), or instead of it."""
+
+    tasks: list[str] = Field(default_factory=list, description="benchmark tasks of this stage")
+    perplexity: list[str] = Field(default_factory=list, description="sources whose held-out split this stage scores")
+    every: int | None = Field(None, ge=1, description="steps between evaluations (default: the plan's)")
+    tasks_every: int | None = Field(None, ge=1, description="also run the tasks every N steps (default: the plan's)")
+    limit: int | None = Field(None, ge=1, description="items per task (default: the plan's)")
+    batches: int | None = Field(None, ge=1, description="held-out batches per domain (default: the plan's)")
+    replace: bool = Field(False, description="true: this stage uses only what is given here")
+
+
 class StageConfig(_Strict):
     """One stage: its data mixture (token shares), budget, LR, curriculum, replay and special tokens."""
 
@@ -117,9 +131,11 @@ class StageConfig(_Strict):
                                                   "place)")
     overrides: dict = Field(default_factory=dict, description="any training field, e.g. weight_decay")
     optimizer: Literal["fresh", "continue"] = Field("fresh", description="fresh AdamW state, or carry it over")
-    expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}')
+    expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}, '
+                         'and on_miss: continue | pause | extend | stop, extend: {steps|tokens|epochs: X, times: K}')
     pause: bool = Field(False, description="stop cleanly after this stage's evaluation (run again to continue)")
     merge: MergeSpec | None = Field(None, description="checkpoint averaging at the stage's end")
+    evaluation: StageEvaluation | None = Field(None, description="this stage's tasks/perplexity/every/limit")
 
 
 class EvaluationSpec(_Strict):
@@ -128,6 +144,7 @@ class EvaluationSpec(_Strict):
     every: int = Field(200, ge=1, description="steps between evaluations within a stage")
     perplexity: list[str] = Field(default_factory=list, description="sources whose held-out split is scored")
     tasks: list[str] = Field(default_factory=list, description="benchmark tasks run at each stage's end")
+    tasks_every: int | None = Field(None, ge=1, description="also run the tasks every N steps inside a stage")
     limit: int = Field(20, ge=1, description="items per task between stages")
     batches: int = Field(8, ge=1, description="held-out batches per domain")
 
@@ -225,19 +242,27 @@ class PlanConfig(_Strict):
                 if stage.merge.last > keep:
                     found.append(f"{at}.merge.last: {stage.merge.last} checkpoints cannot be averaged when only "
                                  f"keep_last_n_checkpoints={keep} are kept")
-                if not self.evaluation.perplexity:
+                if not self.stage_evaluation(i).perplexity:
                     found.append(f"{at}.merge: needs evaluation.perplexity domains to compare the average with the final")
             seen_stages[stage.name] = set(stage.data)
             used_sources |= set(stage.data)
-        for task in self.evaluation.tasks:
-            if task not in BENCHMARK_TASKS:
-                found.append(f"evaluation.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)})")
+        evaluations = [("evaluation", self.evaluation)] + [(f"stages.{i}.evaluation", s.evaluation)
+                                                           for i, s in enumerate(self.stages) if s.evaluation]
+        for where, spec in evaluations:
+            for task in spec.tasks:
+                if task not in BENCHMARK_TASKS and not (task.startswith(LM_EVAL_PREFIX) and len(task) > 8):
+                    found.append(f"{where}.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)}, "
+                                 f"or lm_eval:<lm-eval task>)")
+            for name in spec.perplexity:
+                if name not in known:
+                    found.append(f"{where}.perplexity: '{name}' is not a source (sources: {', '.join(self.sources)})")
+        for i, stage in enumerate(self.stages):
+            found += parse_expect(stage.expect, f"stages.{i}.expect")[1]
         for name in self.tokenizer.train_on or []:
             if name in known and _is_prepared(as_source_spec(self.sources[name]).path):
                 found.append(f"tokenizer.train_on: '{name}' is prepared token shards, not text; a plan over shards "
                              f"uses the tokenizer they were prepared with (drop tokenizer.train_on/vocab_size)")
-        for field, names in (("evaluation.perplexity", self.evaluation.perplexity),
-                             ("forgetting.watch", self.forgetting.domains),
+        for field, names in (("forgetting.watch", self.forgetting.domains),
                              ("tokenizer.train_on", self.tokenizer.train_on or [])):
             for name in names:
                 if name not in known:
@@ -247,6 +272,23 @@ class PlanConfig(_Strict):
     def source_spec(self, name: str) -> SourceSpec:
         """Source ``name`` as a :class:`SourceSpec` (a path string gets the default options)."""
         return as_source_spec(self.sources[name])
+
+    def stage_evaluation(self, index: int) -> EvaluationSpec:
+        """Stage ``index``'s evaluation: the plan's, extended by the stage's own (lists joined without repeats,
+        numbers given by the stage replace the plan's), or the stage's alone with ``replace: true``."""
+        own = self.stages[index].evaluation
+        if own is None:
+            return self.evaluation
+        base = EvaluationSpec() if own.replace else self.evaluation
+        def joined(name: str) -> list[str]:
+            mine = getattr(own, name)
+            return mine if own.replace else list(dict.fromkeys(getattr(base, name) + mine))
+
+        fields = {"tasks": joined("tasks"), "perplexity": joined("perplexity")}
+        for name in ("every", "tasks_every", "limit", "batches"):
+            value = getattr(own, name)
+            fields[name] = value if value is not None else getattr(base, name)
+        return EvaluationSpec(**fields)
 
     def training_config(self, index: int, max_steps: int = 1) -> PreTrainingConfig:
         """Stage ``index``'s training fields: defaults, then the stage's overrides, LR and budget in steps."""

@@ -44,7 +44,8 @@ def first_integer(text: str) -> str | None:
 
 def evaluate_arithmetic(model: Transformer, tokenizer, *, limit: int | None = None,
                         digits: Sequence[int] = (1, 2, 3, 4), seed: int = 0) -> dict[str, float]:
-    """``{"acc", "acc_<d>digit" for each d, "n"}``; ``limit`` caps the problems per digit count."""
+    """``{"acc", "acc_<d>digit" and "acc_<d>digit_n" for each d, "n"}``; ``limit`` caps the problems in all
+    (spread evenly over the digit counts)."""
     per_digits = 20 if limit is None else max(1, limit // len(digits))
     problems = arithmetic_problems(per_digits, digits, seed=seed)
     completions = generate(model, tokenizer, [p.prompt for p in problems],
@@ -54,5 +55,6 @@ def evaluate_arithmetic(model: Transformer, tokenizer, *, limit: int | None = No
     for d in digits:
         hits = [r for r, p in zip(right, problems) if p.digits == d]
         result[f"acc_{d}digit"] = sum(hits) / len(hits)
+        result[f"acc_{d}digit_n"] = float(len(hits))
     result["n"] = float(len(problems))
     return result

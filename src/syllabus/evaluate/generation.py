@@ -1,8 +1,13 @@
-"""Text generation with the model's KV cache: greedy or sampled, stop strings, streaming.
+"""Text generation with the model's KV cache: greedy or sampled, stop strings, streaming, batches.
 
 The prompt is run through the model once to fill the cache, then each new token costs one forward
-pass of length 1. ``use_cache=False`` recomputes the whole sequence every step; it exists so tests can
-check that the cache changes nothing (greedy decoding yields identical tokens either way).
+pass of length 1. Every prompt starts with the end-of-text token, the document separator the model
+trained with (the exported tokenizer adds it as BOS, so ``transformers`` generates from the same ids).
+Prompts of different lengths share a batch left-padded: an attention mask keeps padding out of
+attention and out of the positions, so each row decodes exactly as it would alone; each row stops at
+its own stop string or end-of-text, and the batch ends when every row has. ``use_cache=False``
+recomputes the whole sequence every step; it exists so tests can check that the cache changes nothing
+(greedy decoding yields identical tokens either way).
 
 Invariant kept by :func:`stream_text`: the pieces it yields, joined, equal the text
 :func:`generate` returns for the same arguments — text is held back while it could still be the
@@ -12,7 +17,7 @@ start of a stop string or an incomplete UTF-8 character, and never yielded past 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -64,17 +69,22 @@ def choose_next(logits: Tensor, sampling: Sampling, generator: torch.Generator |
 
 @torch.no_grad()
 def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, eos_id: int | None = None,
-                 use_cache: bool = True) -> Iterator[Tensor]:
-    """Yield the next token ids [B] for prompts of equal length [B, T], one step at a time.
+                 use_cache: bool = True, attention_mask: Tensor | None = None,
+                 finished: Callable[[], Sequence[bool]] | None = None) -> Iterator[Tensor]:
+    """Yield the next token ids [B] for prompts [B, T], one step at a time.
 
-    Stops after ``max_new_tokens`` or when every row has produced ``eos_id``; rows that finished
-    keep yielding ``eos_id``. The prompt is cut from the left so prompt + new tokens fit the model.
+    ``attention_mask`` (0/1 or bool [B, T]) marks real prompt tokens when rows are left-padded; None
+    means no padding. Stops after ``max_new_tokens``, when every row has produced ``eos_id``, or when
+    ``finished()`` (asked after each step) is true for every row; rows that produced ``eos_id`` keep
+    yielding it. The prompt is cut from the left so prompt + new tokens fit the model.
     """
     if sampling.max_new_tokens == 0:
         return
     limit = model.config.max_position_embeddings
     keep = max(1, limit - sampling.max_new_tokens)
-    ids = prompt_ids[:, -keep:].to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    ids = prompt_ids[:, -keep:].to(device)
+    mask = None if attention_mask is None else attention_mask[:, -keep:].to(device).bool()
     steps = min(sampling.max_new_tokens, limit - ids.shape[1])
     generator = None
     if sampling.seed is not None:
@@ -89,7 +99,7 @@ def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, 
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         step_input = ids
         for _ in range(steps):
-            logits = model(step_input, cache=cache)[:, -1]
+            logits = model(step_input, cache=cache, attention_mask=mask)[:, -1]
             token = choose_next(logits, sampling, generator)
             if eos_id is not None:
                 token = torch.where(done, torch.full_like(token, eos_id), token)
@@ -97,7 +107,11 @@ def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, 
             yield token
             if eos_id is not None and bool(done.all()):
                 return
+            if finished is not None and all(finished()):
+                return
             ids = torch.cat([ids, token[:, None]], dim=1)
+            if mask is not None:
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step_input = token[:, None] if use_cache else ids
     finally:
         model.train(was_training)
@@ -127,7 +141,7 @@ def stream_text(model: Transformer, tokenizer, prompt: str, sampling: Sampling =
                 eos_id: int | None = None, use_cache: bool = True) -> Iterator[str]:
     """Yield pieces of generated text as they are decided (see the module's invariant)."""
     eos_id = resolve_eos(tokenizer) if eos_id is None else eos_id
-    prompt_ids = torch.tensor([tokenizer.encode(prompt).ids], dtype=torch.long)
+    prompt_ids = torch.tensor([encode_prompt(tokenizer, prompt)], dtype=torch.long)
     new_ids: list[int] = []
     shown = 0
     text = ""
@@ -154,41 +168,56 @@ def generate(model: Transformer, tokenizer, prompts: Sequence[str], sampling: Sa
              batch_size: int = 8, use_cache: bool = True) -> list[str]:
     """The completion of every prompt (stop string and EOS excluded), in order.
 
-    Prompts whose token counts are equal are decoded together in batches of ``batch_size`` (no
-    padding is needed, so positions and attention stay exact); the rest go one by one.
+    Prompts are sorted by token count (little padding) and decoded ``batch_size`` at a time, left-padded
+    with an attention mask (see the module docstring); a row's result does not depend on its batch.
+    Sampled rows draw from one generator per batch, so with ``temperature > 0`` results depend on batching.
     """
     eos_id = resolve_eos(tokenizer)
-    encoded = [tokenizer.encode(p).ids for p in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(i)
+    pad = pad_token_id(tokenizer, eos_id)
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[str] = [""] * len(prompts)
-    for indices in by_length.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            prompt_ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long)
-            rows: list[list[int]] = [[] for _ in chunk]
-            finished = [False] * len(chunk)
-            for token in generate_ids(model, prompt_ids, sampling, eos_id=eos_id, use_cache=use_cache):
-                for r, tok in enumerate(token.tolist()):
-                    if finished[r]:
-                        continue
-                    if tok == eos_id:
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        prompt_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for row, i in enumerate(chunk):
+            prompt_ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+            mask[row, width - len(encoded[i]):] = True
+        rows: list[list[int]] = [[] for _ in chunk]
+        finished = [False] * len(chunk)
+        for token in generate_ids(model, prompt_ids, sampling, eos_id=eos_id, use_cache=use_cache,
+                                  attention_mask=None if bool(mask.all()) else mask, finished=lambda: finished):
+            for r, tok in enumerate(token.tolist()):
+                if finished[r]:
+                    continue
+                if tok == eos_id:
+                    finished[r] = True
+                    continue
+                rows[r].append(tok)
+                if sampling.stop:
+                    # Only the tail can hold a new stop string: decode a short window.
+                    tail = tokenizer.decode(rows[r][-16:], skip_special_tokens=False)
+                    if stop_index(tail, sampling.stop) is not None:
                         finished[r] = True
-                        continue
-                    rows[r].append(tok)
-                    if sampling.stop:
-                        # Only the tail can hold a new stop string: decode a short window.
-                        tail = tokenizer.decode(rows[r][-16:], skip_special_tokens=False)
-                        if stop_index(tail, sampling.stop) is not None:
-                            finished[r] = True
-                if all(finished):
-                    break
-            for r, i in enumerate(chunk):
-                text = tokenizer.decode(rows[r], skip_special_tokens=False)
-                cut = stop_index(text, sampling.stop)
-                results[i] = text if cut is None else text[:cut]
+        for r, i in enumerate(chunk):
+            text = tokenizer.decode(rows[r], skip_special_tokens=False)
+            cut = stop_index(text, sampling.stop)
+            results[i] = text if cut is None else text[:cut]
     return results
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """The prompt's token ids after the end-of-text token (when the tokenizer has one)."""
+    eos = resolve_eos(tokenizer)
+    return ([] if eos is None else [eos]) + tokenizer.encode(prompt).ids
+
+
+def pad_token_id(tokenizer, fallback: int | None) -> int:
+    """``<|pad|>`` when the tokenizer has it, else ``fallback`` (the value is never attended to)."""
+    pad = tokenizer.token_to_id("<|pad|>")
+    return pad if pad is not None else (fallback or 0)
 
 
 def resolve_eos(tokenizer) -> int | None:

@@ -46,16 +46,21 @@ def check_completions(problem: dict, completions: Sequence[str], limits: Limits 
 def evaluate_humaneval(model: Transformer, tokenizer, *, limit: int | None = None, samples: int = 1,
                        temperature: float = 0.0, ks: Sequence[int] = (1,), max_new_tokens: int = 256,
                        limits: Limits = Limits(timeout=5.0), seed: int = 0) -> dict[str, float]:
-    """``{"pass@k" for k in ks (k <= samples), "n"}``; greedy when temperature is 0 (then 1 sample)."""
+    """``{"pass@k" for k in ks (k <= samples), "n"}``; greedy when temperature is 0 (then 1 sample, and all
+    prompts are decoded together in left-padded batches of 8)."""
     problems = benchmark_files.humaneval_problems()[:limit]
     if temperature == 0:
         samples = 1
     totals = {k: 0.0 for k in ks if k <= samples}
+    greedy = []
+    if temperature == 0:  # one batched, left-padded pass over every prompt
+        greedy = generate(model, tokenizer, [p["prompt"] for p in problems],
+                          Sampling(max_new_tokens=max_new_tokens, stop=STOP), batch_size=8)
     for index, problem in enumerate(problems):
-        completions = []
-        for s in range(samples):
+        completions = [greedy[index]] if greedy else []
+        for s in range(samples if not greedy else 0):
             sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, stop=STOP,
-                                seed=None if temperature == 0 else seed + index * samples + s)
+                                seed=seed + index * samples + s)
             completions += generate(model, tokenizer, [problem["prompt"]], sampling)
         passed = sum(check_completions(problem, completions, limits))
         for k in totals:

@@ -1,10 +1,11 @@
 """Log-likelihood of a continuation given a context: the primitive behind multiple-choice scoring.
 
-Tokenization follows lm-evaluation-harness: the pair is encoded as a whole and the continuation's
-tokens are those past the context's own encoding, with trailing spaces of the context moved onto the
-continuation (so "Answer:" + " B" is scored the way the model saw such text in training). Every
-sequence starts with the end-of-text token, the document separator the model was trained with.
-Sequences too long for the model lose tokens from the left of the context.
+Tokenization is lm-evaluation-harness's (``LM._encode_pair``), token for token: trailing whitespace of
+the context moves onto the continuation (so "Answer:" + " B" is scored the way the model saw such text in
+training), the pair is encoded as a whole and the continuation's tokens are those past the context's own
+encoding. Every sequence starts with the end-of-text token, the document separator the model was trained
+with — which the exported tokenizer adds as its BOS, so lm-eval on the export scores the same tokens
+(docs/lm-eval.md). Sequences too long for the model lose tokens from the left of the context.
 """
 
 from __future__ import annotations
@@ -20,35 +21,41 @@ from syllabus.model.transformer import Transformer
 
 def split_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of (context, continuation) as described in the module docstring."""
-    stripped = context.rstrip(" ")
+    stripped = context.rstrip()
     continuation = context[len(stripped):] + continuation
     whole = tokenizer.encode(stripped + continuation).ids
     context_ids = tokenizer.encode(stripped).ids if stripped else []
-    n = len(context_ids)
-    # BPE may merge across the boundary; then fall back to encoding the two sides separately.
-    if whole[:n] != context_ids or n == len(whole):
-        return context_ids, tokenizer.encode(continuation).ids
-    return context_ids, whole[n:]
+    return context_ids, whole[len(context_ids):]
 
 
-@torch.no_grad()
 def loglikelihoods(model: Transformer, tokenizer, requests: Sequence[tuple[str, str]], *,
                    batch_size: int = 16) -> list[tuple[float, bool]]:
-    """For each (context, continuation): (sum of continuation token log-probs, greedy match).
+    """For each (context, continuation): (sum of continuation token log-probs in nats, greedy match).
 
-    ``greedy match`` is True when every continuation token is the model's argmax. Requests are
-    sorted by length and padded on the right within a batch; results come back in request order.
+    ``greedy match`` is True when every continuation token is the model's argmax.
     """
     eos = resolve_eos(tokenizer)
     prefix = [eos] if eos is not None else []
-    max_len = model.config.max_position_embeddings + 1  # input is all but the last token
     encoded = []
     for context, continuation in requests:
         ctx, cont = split_tokens(tokenizer, context, continuation)
         if not cont:
             raise ValueError(f"empty continuation for context {context[-40:]!r}")
-        tokens = (prefix + ctx + cont)[-max_len:]
-        encoded.append((tokens, len(cont)))
+        encoded.append((prefix + ctx + cont, len(cont)))
+    return score_tokens(model, encoded, batch_size=batch_size)
+
+
+@torch.no_grad()
+def score_tokens(model: Transformer, encoded: Sequence[tuple[list[int], int]], *,
+                 batch_size: int = 16) -> list[tuple[float, bool]]:
+    """For each (token ids, n): (sum of the log-probs of the last n tokens given the ones before, greedy match).
+
+    Sequences longer than the model's context + 1 lose tokens from the left. Requests are sorted by
+    length and padded on the right within a batch (causal attention: padding after a row changes nothing
+    in it); results come back in request order. The model is put in eval mode and its flag restored.
+    """
+    max_len = model.config.max_position_embeddings + 1  # input is all but the last token
+    encoded = [(list(tokens)[-max_len:], n) for tokens, n in encoded]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
     device = next(model.parameters()).device
     was_training = model.training

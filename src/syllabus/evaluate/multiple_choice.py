@@ -2,7 +2,8 @@
 
 An item is a context and several continuations; the model's answer is the continuation with the
 highest summed log-probability (``acc``) or the highest log-probability per character of the
-continuation (``acc_norm``, the length normalisation lm-evaluation-harness uses). k-shot prompts put
+continuation without its joining space (``acc_norm``: lm-evaluation-harness divides by the length of the
+choice text, the target delimiter not counted). k-shot prompts put
 k solved items (never the item itself) before the question, separated by a blank line.
 """
 
@@ -28,7 +29,8 @@ class ChoiceItem:
 
 def score_choices(model: Transformer, tokenizer, items: Sequence[ChoiceItem], *,
                   batch_size: int = 16) -> dict[str, float]:
-    """``{"acc", "acc_norm", "n"}`` over ``items`` (NaN accuracies when there are none)."""
+    """``{"acc", "acc_norm", "n"}`` over ``items`` (NaN accuracies when there are none); ties go to the
+    first choice, as numpy's argmax in lm-evaluation-harness."""
     requests = [(item.context, choice) for item in items for choice in item.choices]
     scores = [s for s, _ in loglikelihoods(model, tokenizer, requests, batch_size=batch_size)]
     correct = correct_norm = 0
@@ -36,7 +38,7 @@ def score_choices(model: Transformer, tokenizer, items: Sequence[ChoiceItem], *,
     for item in items:
         item_scores = scores[at:at + len(item.choices)]
         at += len(item.choices)
-        normed = [s / max(1, len(c)) for s, c in zip(item_scores, item.choices)]
+        normed = [s / max(1, len(c) - c.startswith(" ")) for s, c in zip(item_scores, item.choices)]
         correct += argmax(item_scores) == item.answer
         correct_norm += argmax(normed) == item.answer
     n = len(items)

@@ -1,19 +1,24 @@
 """The task list: one name per evaluation, run in order, results as a flat ``{metric: float}``.
 
 Metric names are ``<task>/<metric>`` (``hellaswag/acc_norm``, ``gsm8k/exact_match``,
-``ppl/<domain>/ppl``), so a plan can compare two evaluations key by key to detect forgetting.
+``ppl/<domain>/ppl``), so a plan can compare two evaluations key by key to detect forgetting. Every task
+also reports ``<task>/n`` (items scored) and, for each proportion, ``<task>/<metric>_stderr`` (binomial,
+see ``error_bars``).
 Nothing here trains or changes the model: it is put in eval mode and its training flag restored.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from syllabus.config.errors import ConfigError
 from syllabus.evaluate.arithmetic import evaluate_arithmetic
+from syllabus.evaluate.error_bars import with_stderr
 from syllabus.evaluate.gsm8k import evaluate_gsm8k
 from syllabus.evaluate.humaneval import evaluate_humaneval
 from syllabus.evaluate.multiple_choice import arc_items, hellaswag_items, mmlu_items, score_choices
@@ -41,6 +46,15 @@ TASKS: dict[str, Callable] = {
     "arithmetic": lambda model, tokenizer, limit, shots: evaluate_arithmetic(model, tokenizer, limit=limit),
 }
 TASK_NAMES = ("ppl", *TASKS)
+LM_EVAL_PREFIX = "lm_eval:"  # "lm_eval:<task>": any lm-eval task, e.g. lm_eval:local_hellaswag (lm_eval_tasks.py)
+
+
+@lru_cache(maxsize=None)
+def local_tasks_dir() -> Path:
+    """The local lm-eval task YAMLs of this process (written once to a temporary folder)."""
+    from syllabus.evaluate.lm_eval_tasks import write_local_tasks
+
+    return write_local_tasks(Path(tempfile.mkdtemp(prefix="syllabus-lm-eval-")))
 
 
 def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int | None = None,
@@ -48,10 +62,14 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
               shots: Mapping[str, int] | None = None) -> dict[str, float]:
     """Run ``tasks`` and return ``{"<task>/<metric>": value}``.
 
+    ``lm_eval:<name>`` runs lm-evaluation-harness's task ``<name>`` on the model in process
+    (``SyllabusLM``); its metrics are keyed ``<name>/<metric>``. The local tasks of ``lm_eval_tasks``
+    (``local_hellaswag``, ``local_arc_easy``, ``local_mmlu_<subject>``, …) need no network.
+
     ``ppl`` needs ``data`` (``{domain: held-out source path}``, read by the data package); ``limit`` caps
     the items of every task (and the batches of ``ppl``); ``seq_len`` defaults to the model's longest.
     """
-    unknown = [t for t in tasks if t not in TASK_NAMES]
+    unknown = [t for t in tasks if t not in TASK_NAMES and not t.startswith(LM_EVAL_PREFIX)]
     if unknown:
         raise ConfigError(f"tasks: unknown {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
     shots = {**SHOTS, **(shots or {})}
@@ -67,8 +85,14 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
                                             max_batches=limit)
                 for metric, value in perplexity(model, batches).items():
                     results[f"ppl/{domain}/{metric}"] = value
+        elif task.startswith(LM_EVAL_PREFIX):
+            from syllabus.evaluate.lm_eval_tasks import run_lm_eval
+
+            scores, _ = run_lm_eval(model, tokenizer, [task[len(LM_EVAL_PREFIX):]], limit=limit,
+                                    tasks_dir=local_tasks_dir())
+            results.update(scores)
         else:
-            for metric, value in TASKS[task](model, tokenizer, limit, shots.get(task, 0)).items():
+            for metric, value in with_stderr(TASKS[task](model, tokenizer, limit, shots.get(task, 0))).items():
                 results[f"{task}/{metric}"] = float(value)
         results[f"{task}/seconds"] = time.monotonic() - started
     return results

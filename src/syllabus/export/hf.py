@@ -5,7 +5,11 @@ already Hugging Face's; a tied ``lm_head`` is left out, as ``transformers`` re-t
 embedding), ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` and
 ``special_tokens_map.json`` (a ``PreTrainedTokenizerFast`` with our end-of-text and padding tokens).
 The model has no separate beginning-of-sequence token: documents are separated by end-of-text, so
-``bos_token_id`` is the end-of-text id, as in GPT-2.
+``bos_token_id`` is the end-of-text id, as in GPT-2, and the exported tokenizer *adds* it in front of every
+encoded text (a ``TemplateProcessing`` post-processor, ``add_bos_token: true``). Every Hugging Face consumer
+(``transformers``, lm-evaluation-harness, vLLM) thus feeds the model what it saw in training — a document
+that follows an end-of-text token — and scores what syllabus's own evaluation scores (docs/lm-eval.md).
+The checkpoint's own ``tokenizer.json`` is left as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer, processors
 
 from syllabus.data.tokenizer import eos_id, pad_id
 from syllabus.model.transformer import Transformer
@@ -72,18 +77,28 @@ def export_hf(model: Transformer, tokenizer, out: str | Path, *, dtype: str = "f
     write_json(out / "config.json", hf_config(model, bos=eos, eos=eos, pad=pad, dtype=dtype))
     write_json(out / "generation_config.json", {"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": pad,
                                                 "do_sample": False})
-    tokenizer.save(str(out / "tokenizer.json"))
+    with_bos(tokenizer).save(str(out / "tokenizer.json"))
     special = {"bos_token": eos_token, "eos_token": eos_token, "pad_token": pad_token, "unk_token": eos_token}
     write_json(out / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **special,
-        "add_bos_token": False,
+        "add_bos_token": True,
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": model.config.max_position_embeddings,
     })
     write_json(out / "special_tokens_map.json", special)
     return out
+
+
+def with_bos(tokenizer) -> Tokenizer:
+    """A copy of ``tokenizer`` whose ``encode`` puts the end-of-text token first (when special tokens are added)."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    eos = eos_id(tokenizer)
+    token = tokenizer.id_to_token(eos)
+    copy.post_processor = processors.TemplateProcessing(single=f"{token} $A", pair=f"{token} $A {token} $B:1",
+                                                        special_tokens=[(token, eos)])
+    return copy
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, format: str = "hf", dtype: str = "float32") -> Path:

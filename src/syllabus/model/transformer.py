@@ -111,7 +111,8 @@ class Attention(nn.Module):
         qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
         # split, not slicing: its backward is one cat, where each slice's would zero-fill a full-size gradient
         qk, v = qkv.view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
-        q, k = apply_rotary(qk, cos[:, None], sin[:, None]).split([H, KV], dim=2)  # q and k rotated together
+        # q and k rotated together; cos/sin are [T, hd] (shared positions) or [B, T, hd] (per row)
+        q, k = apply_rotary(qk, cos.unsqueeze(-2), sin.unsqueeze(-2)).split([H, KV], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
@@ -284,7 +285,7 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=std)
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *, doc_ids: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
+                cache: KVCache | None = None, attention_mask: Tensor | None = None) -> Tensor:
         """Logits, or the mean cross-entropy over the labels that are not -100.
 
         ``input_ids``: int64 [B, T] token ids, T + cached positions <= ``max_position_embeddings`` (else
@@ -292,6 +293,8 @@ class Transformer(nn.Module):
         ``input_ids[:, t]``; -100 is ignored), not Hugging Face's unshifted convention. ``doc_ids``: int32
         [B, T] document index of each position in a packed row; attention stays within a document. ``cache``:
         a ``KVCache`` to append this call's keys and values to (its ``length`` advances by T).
+        ``attention_mask``: bool or 0/1 [B, cached + T] marking real tokens; padding (0) is never attended to
+        and does not count as a position, so a left-padded row is computed as if it were alone.
 
         Returns float logits [B, T, vocab_size] in the autocast dtype when ``labels`` is None, else a scalar
         float32 loss (mean over counted tokens)."""
@@ -300,8 +303,11 @@ class Transformer(nn.Module):
         if start + T > self.config.max_position_embeddings:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_position_embeddings "
                              f"({self.config.max_position_embeddings})")
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
-        mask = attention_mask(T, start, doc_ids, input_ids.device)
+        if attention_mask is None:
+            cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+            mask = causal_or_document_mask(T, start, doc_ids, input_ids.device)
+        else:
+            cos, sin, mask = padded_positions(attention_mask.bool(), T, start, self.rope_cos, self.rope_sin)
         x = self.model.embed_tokens(input_ids)
         for i, block in enumerate(self.model.layers):
             if self.gradient_checkpointing and self.training:
@@ -382,6 +388,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return (dx * grad_loss).to(dx.dtype), (dw * grad_loss).to(dx.dtype), None, None
 
 
+def padded_positions(valid: Tensor, T: int, start: int, rope_cos: Tensor, rope_sin: Tensor):
+    """cos, sin [B, T, head_dim] and a boolean mask [B, 1, T, start + T] for rows with padding.
+
+    ``valid`` [B, start + T] is True at real tokens. A token's position counts the real tokens before it;
+    it attends causally to real tokens only. A padding query attends to itself alone (its output is never
+    read, and a query with no key would turn into NaN and spread through the values of later layers).
+    """
+    S = start + T
+    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+    query_at = torch.arange(start, S, device=valid.device)
+    itself = torch.arange(S, device=valid.device)[None, :] == query_at[:, None]
+    mask = _causal(T, S, valid.device) & (valid[:, None, None, :] | itself)
+    return rope_cos[positions], rope_sin[positions], mask
+
+
 def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor | None:
     """None when plain causal attention will do; else a boolean [B|1, 1, T, start+T] mask.
 
@@ -393,3 +414,6 @@ def attention_mask(T: int, start: int, doc_ids: Tensor | None, device) -> Tensor
     if doc_ids is None:
         return causal
     return causal & (doc_ids[:, :, None] == doc_ids[:, None, :])[:, None]
+
+
+causal_or_document_mask = attention_mask  # the name ``forward`` uses, where ``attention_mask`` is its argument

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -12,12 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syllabus.config.plan import PlanConfig  # noqa: E402
+from syllabus.config.expect import holds, parse_expect  # noqa: E402
+from syllabus.evaluate.error_bars import significant_change  # noqa: E402
+from syllabus.plan.decisions import lookup  # noqa: E402
 from syllabus.plan.stages import stage_weights  # noqa: E402
 
 
 def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
-    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")] if (run_dir / "metrics.jsonl").exists() \
-        else []
+    records = _read_jsonl(run_dir / "metrics.jsonl")
     order = [s.name for s in plan.stages]
     offsets = _stage_offsets(records, order)
     plots = {
@@ -25,11 +28,14 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
         "ppl": _plot_val_ppl(records, offsets, run_dir / "val_perplexity.png"),
         "mix": _plot_mix(records, order, run_dir / "data_mix.png"),
         "speed": _plot_throughput(records, offsets, run_dir / "throughput.png"),
+        "tasks": _plot_tasks(_read_jsonl(run_dir / "evals.jsonl"), offsets, run_dir / "task_scores.png"),
     }
     results = state.get("results", {})
     lines = [f"# {plan.name}", "", f"Stages finished: {len(state.get('completed', []))} of {len(order)}.", ""]
     lines += _forgetting_table(order, results, plan)
+    lines += _task_table(order, results)
     lines += _expectations(plan, results)
+    lines += _decisions(state.get("decisions", []))
     lines += _mix_table(plan, records)
     lines += _reweights(state.get("reweights", []), records)
     lines += _merges(records)
@@ -39,12 +45,17 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
               f"its stage-end value; action {e['action']}" for e in events] or ["- never fired"]
     lines.append("")
     for title, name in (("Training loss by stage", "loss"), ("Validation perplexity per domain", "ppl"),
+                        ("Task scores over the run", "tasks"),
                         ("Realized data mix per stage", "mix"), ("Throughput", "speed")):
         if plots[name]:
             lines += [f"## {title}", "", f"![{title}]({plots[name].name})", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in open(path) if line.strip()] if path.exists() else []
 
 
 def _stage_offsets(records: list[dict], order: list[str]) -> dict[str, int]:
@@ -84,14 +95,47 @@ def _forgetting_table(order: list[str], results: dict, plan: PlanConfig) -> list
         for d in stage.data:
             if f"ppl/{d}" in results[name]:
                 own_end[d] = results[name][f"ppl/{d}"]
-    tasks = sorted({k for r in results.values() for k in r if not k.startswith("ppl/")})
-    if tasks:
-        lines += ["", "| stage | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-        for name in order:
-            if name in results:
-                lines.append(f"| {name} | " + " | ".join(f"{results[name].get(t, float('nan')):.3f}" for t in tasks)
-                             + " |")
     return lines + [""]
+
+
+def _task_table(order: list[str], results: dict) -> list[str]:
+    """Task scores per stage as ``value ± SE (n=N)``; a change from the previous stage's row is marked ▲/▼ only
+    when it exceeds two standard errors of the difference (``error_bars.significant_change``)."""
+    scores = sorted({k for r in results.values() for k in r
+                     if not k.startswith("ppl/") and not k.endswith(("/n", "_stderr", "_n", "/seconds"))})
+    if not scores:
+        return []
+    lines = ["## Task scores at the end of each stage", "",
+             "Each cell: value ± standard error (n = items). ▲/▼ marks a change from the stage above larger than "
+             "two standard errors of the difference; unmarked changes are within noise.", "",
+             "| stage | " + " | ".join(scores) + " |", "|---" * (len(scores) + 1) + "|"]
+    previous: dict | None = None
+    for name in order:
+        if name not in results:
+            continue
+        row = results[name]
+        lines.append(f"| {name} | " + " | ".join(_score_cell(row, previous, k) for k in scores) + " |")
+        previous = row
+    return lines + [""]
+
+
+def _score_cell(row: dict, previous: dict | None, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "–"
+    se = row.get(f"{key}_stderr")
+    task = key.split("/", 1)[0]
+    n = row.get(f"{key}_n", row.get(f"{task}/n"))
+    cell = f"{value:.3f}"
+    if se is not None and not math.isnan(se):
+        cell += f" ± {se:.3f}"
+    if n is not None:
+        cell += f" (n={int(n)})"
+    if previous is not None and key in previous and se is not None and f"{key}_stderr" in previous:
+        before = previous[key]
+        if significant_change(before, previous[f"{key}_stderr"], value, se):
+            cell += " ▲" if value > before else " ▼"
+    return cell
 
 
 def _mix_table(plan: PlanConfig, records: list[dict]) -> list[str]:
@@ -156,36 +200,29 @@ def _expectations(plan: PlanConfig, results: dict) -> list[str]:
     for stage in plan.stages:
         if not stage.expect or stage.name not in results:
             continue
-        for key, target in _flatten(stage.expect):
-            value = _lookup(results[stage.name], key)
-            verdict = "?" if value is None else "met" if _holds(value, target) else "missed"
+        expectation, _ = parse_expect(stage.expect)
+        for key, target in (expectation.targets if expectation else {}).items():
+            value = lookup(results[stage.name], key)
+            verdict = "?" if value is None else "met" if holds(value, target) else "missed"
             shown = "n/a" if value is None else f"{value:.4g}"
             lines.append(f"- {stage.name}: {key} {target} → {shown}: **{verdict}**")
     return ["## Expectations", "", *lines, ""] if lines else []
 
 
-def _flatten(expect: dict, prefix: str = ""):
-    for key, value in expect.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}/")
-        else:
-            yield f"{prefix}{key}", str(value)
-
-
-def _lookup(results: dict, key: str) -> float | None:
-    if key in results:
-        return results[key]
-    primary = [k for k in results if k.startswith(key + "/")]
-    return results[sorted(primary)[0]] if primary else None
-
-
-def _holds(value: float, target: str) -> bool:
-    match = re.fullmatch(r"\s*(<=|>=|<|>|==)\s*([-+0-9.eE]+)\s*", target)
-    if not match:
-        return False
-    op, bound = match.group(1), float(match.group(2))
-    return {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound,
-            "==": value == bound}[op]
+def _decisions(decisions: list[dict]) -> list[str]:
+    if not decisions:
+        return []
+    lines = ["## Decisions", "", "At each stage end with an `expect`: the targets missed and what was done.", ""]
+    for d in decisions:
+        missed = ", ".join(f"{k} = {'n/a' if v is None else f'{v:.4g}'}" for k, v in d.get("missed", {}).items())
+        what = {"met": "all targets met", "continue": "missed; continued as asked",
+                "pause": "missed; paused the run", "stop": "missed; stopped the run",
+                "extend": f"missed; extended by {d.get('added_steps')} steps to {d.get('max_steps')} "
+                          f"(extension {d.get('extension')} of {d.get('times')})",
+                "continue_after_extensions": f"still missed after {d.get('times')} extensions; continued"}
+        lines.append(f"- {d['stage']}, step {d['step']}: {what.get(d['decision'], d['decision'])}"
+                     + (f" ({missed})" if missed else ""))
+    return lines + [""]
 
 
 def _boundaries(ax, offsets: dict[str, int]) -> None:
@@ -258,4 +295,31 @@ def _plot_throughput(records, offsets, path) -> Path | None:
     ax.plot([offsets.get(r["stage"], 0) + r["step"] for r in rows], [r["tokens_per_sec"] for r in rows])
     _boundaries(ax, offsets)
     ax.set(xlabel="step (whole run)", ylabel="tokens / s", title="Throughput")
+    return _save(fig, path)
+
+
+def _plot_tasks(evals: list[dict], offsets: dict[str, int], path: Path) -> Path | None:
+    """One line per task score (``<task>/<first metric>``) over the whole run, error bars, stage boundaries."""
+    scores: dict[str, list[tuple[int, float, float]]] = {}
+    for row in evals:
+        if row.get("stage") not in offsets:
+            continue
+        tasks = {k.split("/", 1)[0] for k in row if "/" in k and not k.startswith(("ppl/", "val_"))}
+        for task in sorted(tasks):
+            metrics = sorted(k for k in row if k.startswith(task + "/")
+                             and not k.endswith(("/n", "_stderr", "_n", "/seconds")))
+            if metrics and isinstance(row[metrics[0]], (int, float)):
+                key = metrics[0]
+                scores.setdefault(key, []).append((offsets[row["stage"]] + row["step"], row[key],
+                                                   row.get(f"{key}_stderr", 0.0) or 0.0))
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, points in sorted(scores.items()):
+        points.sort()
+        xs, ys, es = zip(*points)
+        ax.errorbar(xs, ys, yerr=es, marker="o", markersize=3, capsize=2, label=key)
+    _boundaries(ax, offsets)
+    ax.set(xlabel="step (whole run)", ylabel="score (± 1 SE)", title="Task scores over the run")
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -25,6 +25,8 @@ class RunState:
     reference_ppl: dict[str, float] = field(default_factory=dict)  # domain -> ppl at the end of its stage
     results: dict[str, dict] = field(default_factory=dict)  # stage name -> end-of-stage evaluation
     reweights: list[dict] = field(default_factory=list)  # mixture edits applied to running stages, in order
+    decisions: list[dict] = field(default_factory=list)  # every decision at a stage end (plan/decisions.py)
+    extensions: dict[str, int] = field(default_factory=dict)  # stage name -> extensions decided so far
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunState":
@@ -46,13 +48,14 @@ class RunState:
             if name not in by_name:
                 problems.append(f"stages: '{name}' has started in this run folder and cannot be removed")
                 continue
+            # A field added to stages since the folder was written reads as its default (None): not an edit.
             edited = by_name[name]
-            if edited == frozen:
+            changed = sorted(k for k in set(frozen) | set(edited) if frozen.get(k) != edited.get(k))
+            if not changed:
                 continue
             if name not in self.completed and _only_weights_changed(frozen, edited):
                 reweighted.append(name)
                 continue
-            changed = sorted(k for k in set(frozen) | set(edited) if frozen.get(k) != edited.get(k))
             finished = name in self.completed
             problems.append(f"stages.{name}: {', '.join(changed)} changed, but this stage has "
                             f"{'finished' if finished else 'started'}; its config is frozen "
@@ -69,7 +72,8 @@ def _only_weights_changed(frozen: dict, edited: dict) -> bool:
     """True when the two stage configs differ only in the values of ``data`` and ``replay.fraction``."""
     def without_weights(stage: dict) -> dict:
         replay = stage.get("replay")
-        return {**stage, "data": sorted(stage.get("data", {})),
+        kept = {k: v for k, v in stage.items() if v is not None}  # a field added since reads as None
+        return {**kept, "data": sorted(stage.get("data", {})),
                 "replay": {**replay, "fraction": None} if isinstance(replay, dict) else replay}
 
     return without_weights(frozen) == without_weights(edited)

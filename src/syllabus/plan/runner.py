@@ -27,17 +27,19 @@ import yaml
 from syllabus.config.errors import ConfigError
 from syllabus.config.plan import PlanConfig
 from syllabus.data import epoch_tokens, iter_eval_batches, load_tokenizer, open_batches
+from syllabus.plan.decisions import decide, decision_event, missed_targets
 from syllabus.plan.describe import describe_plan
 from syllabus.plan.forgetting import ForgettingGate
 from syllabus.plan.handover import carry_optimizer, stage_model, stage_tokenizer
 from syllabus.plan.merge import merge_at_stage_end
 from syllabus.plan.run_state import RunState
+from syllabus.plan.stage_tasks import StageTasks
 from syllabus.plan.stages import StagePlan, resolve_stages
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, NullLog
 from syllabus.train.run_lock import RunLock
-from syllabus.train.stops import StopRequest
+from syllabus.train.stops import RunHalted, StopRequest
 from syllabus.train.trainer import Trainer
 
 log = logging.getLogger("syllabus")
@@ -52,7 +54,8 @@ def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None =
 
     Side effects: installs SIGINT/SIGTERM handlers while training (a signal saves and returns ``stopped``),
     holds the run folder's lock, writes the run folder. Raises ``ConfigError`` for a bad ``pause_after``, an
-    edit to a started stage or unusable data; ``CheckpointError`` when a previous stage's final is missing.
+    edit to a started stage or unusable data; ``CheckpointError`` when a previous stage's final is missing;
+    ``RunHalted`` when a stage misses its ``expect`` targets with ``on_miss: stop`` (docs/evaluation.md).
     """
     run_dir = Path(run_dir)
     if pause_after is not None and pause_after not in {s.name for s in plan.stages}:
@@ -75,7 +78,8 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
         (run_dir / "plan.yaml").write_text(yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False))
     base_tokenizer = plan_tokenizer(plan, run_dir, dist)
     epochs = {name: epoch_tokens(path, base_tokenizer) for name, path in plan.sources.items()
-              if any(s.budget.epochs and name in s.data for s in plan.stages)}
+              if any((s.budget.epochs or (s.expect.get("extend") or {}).get("epochs")) and name in s.data
+                     for s in plan.stages)}
     stages = resolve_stages(plan, run_dir, epochs)
     if dist.is_main:
         print(describe_plan(plan, stages, epochs))
@@ -92,6 +96,12 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
             state.started[stage.name] = stage.frozen
             _save_state(state, run_dir, dist)
             outcome = _run_stage(run, stage, stages[stage.index - 1] if stage.index else None, len(stages))
+            if outcome == "paused_on_miss":
+                state.completed.append(stage.name)
+                _save_state(state, run_dir, dist)
+                _write_report(plan, run_dir, state, dist)
+                log.warning("paused after stage '%s': its expectations were missed (on_miss: pause)", stage.name)
+                return {"status": "paused", "stage": stage.name, "run_dir": str(run_dir)}
             if outcome != "finished":
                 return {"status": outcome, "stage": stage.name, "run_dir": str(run_dir)}
             state.completed.append(stage.name)
@@ -123,7 +133,10 @@ class _Run:
 
 
 def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages: int) -> str:
-    config, dist, metrics = stage.config, run.dist, run.metrics
+    dist, metrics = run.dist, run.metrics
+    # Extensions already decided survive a restart: the stage is sized from run_state.json.
+    config = stage.config.model_copy(update={
+        "max_steps": stage.max_steps + run.state.extensions.get(stage.name, 0) * stage.extend_steps})
     tokenizer, new_ids = stage_tokenizer(run.base_tokenizer, stage)
     resume_from = ckpt.latest_valid_checkpoint(stage.checkpoints)
     torch.manual_seed(config.seed)  # the same start whether this process ran the previous stage or not
@@ -137,30 +150,61 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
                                                             max_batches=config.eval_batches))
                     for d, path in stage.eval_sources.items()}
     gate = ForgettingGate(run.plan.forgetting, run.state.reference_ppl, stage.weights, metrics)
+    hooks = [StageTasks(stage.tasks, stage.tasks_every, stage.task_limit, stage.index,
+                        run.evals if dist.is_main else None, metrics if dist.is_main else None)] \
+        if stage.tasks_every and stage.tasks else []
+    # stage.phases stay as planned: curriculum points given as fractions do not move when the stage is extended.
     trainer = Trainer(config, model, tokenizer, batches, out_dir=run.run_dir, checkpoint_dir=stage.checkpoints,
                       eval_batches=eval_batches, phases=stage.phases, stage=stage.name, dist=dist, metrics=metrics,
                       callbacks=[gate], extra_state=gate.state_dict, load_extra_state=gate.load_state_dict,
-                      stop=run.stop)
+                      stop=run.stop, step_hooks=hooks)
     if resume_from is not None:
         planned_then = trainer.restore(resume_from).get("planned", stage.weights)
         if planned_then != stage.weights:
             _reweight(run, stage, trainer, gate, planned_then)
     elif stage.optimizer == "continue" and previous is not None:
         carry_optimizer(trainer, previous)
-    log.info("stage %d/%d '%s': %d steps", stage.index + 1, n_stages, stage.name, stage.max_steps)
+    log.info("stage %d/%d '%s': %d steps", stage.index + 1, n_stages, stage.name, config.max_steps)
     if resume_from is None:
         metrics.log({"step": 0, "stage": stage.name, "event": "stage_start", "new_token_ids": new_ids,
                      **getattr(model, "init_record", {})})
-    result = trainer.train()
-    if result.stopped_by is not None:
-        log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
-                    result.stopped_by)
-        return "stopped"
-    last_val = result.last_val
-    if stage.merge is not None:
-        last_val = merge_at_stage_end(stage, trainer, last_val, lambda model: _task_scores(stage, model, tokenizer),
-                                      metrics, run.evals)
-    results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, last_val))
+    while True:
+        result = trainer.train()
+        if result.stopped_by is not None:
+            log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
+                        result.stopped_by)
+            return "stopped"
+        results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, result.last_val))
+        if stage.expectation is None:
+            decision = None
+            break
+        # Rank 0 decides from rank 0's results (already broadcast): every rank takes the same branch.
+        missed = missed_targets(stage.expectation, results)
+        decision = decide(stage.expectation, missed, run.state.extensions.get(stage.name, 0))
+        event = decision_event(stage.name, result.step, decision, missed)
+        if decision == "extend":
+            event.update(extension=run.state.extensions.get(stage.name, 0) + 1, times=stage.expectation.extend.times,
+                         added_steps=stage.extend_steps, max_steps=trainer.config.max_steps + stage.extend_steps)
+        elif decision == "continue_after_extensions":
+            event["times"] = stage.expectation.extend.times
+        run.state.decisions.append(event)
+        metrics.log(event)
+        if decision != "extend":
+            break
+        # Saved before the extension trains, so a restart sizes the stage the same way.
+        run.state.extensions[stage.name] = event["extension"]
+        _save_state(run.state, run.run_dir, dist)
+        run.evals.log({"stage": stage.name, "stage_index": stage.index, "step": result.step,
+                       "tokens_seen": result.tokens_seen, "kind": "before_extension", **results})
+        log.warning("stage '%s' missed %s; extending it by %d steps (%d of %d)", stage.name, _describe_missed(missed),
+                    stage.extend_steps, event["extension"], stage.expectation.extend.times)
+        # The LR schedule is re-planned for the new end: lr_at(step, total = the extended budget).
+        trainer.config = trainer.config.model_copy(update={"max_steps": event["max_steps"]})
+    if stage.merge is not None:  # once the stage is over (after any extension): the average or the plain final
+        merged_val = merge_at_stage_end(stage, trainer, result.last_val,
+                                        lambda model: _task_scores(stage, model, tokenizer), metrics, run.evals)
+        if merged_val is not result.last_val:
+            results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
     for domain in stage.own_sources:
         if f"ppl/{domain}" in results:
@@ -168,7 +212,16 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
     run.evals.log({"stage": stage.name, "stage_index": stage.index, "step": result.step,
                "tokens_seen": result.tokens_seen, **results})
     metrics.log({"step": result.step, "stage": stage.name, "event": "stage_end", **results})
-    return "finished"
+    if decision == "stop":
+        _save_state(run.state, run.run_dir, dist)
+        _write_report(run.plan, run.run_dir, run.state, dist)
+        raise RunHalted(f"stage '{stage.name}' missed its expectations ({_describe_missed(missed)}); on_miss: stop. "
+                        f"Its final checkpoint is kept; see {run.run_dir / 'report.md'}")
+    return "paused_on_miss" if decision == "pause" else "finished"
+
+
+def _describe_missed(missed: dict) -> str:
+    return ", ".join(f"{k} = {'not measured' if v is None else f'{v:.4g}'}" for k, v in missed.items())
 
 
 def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGate, before: dict) -> None:
@@ -231,7 +284,7 @@ def _task_scores(stage: StagePlan, model, tokenizer) -> dict:
     from syllabus.evaluate import run_tasks
 
     scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit)
-    return {k: v for k, v in scores.items() if not k.endswith(("/n", "/seconds"))}
+    return {k: v for k, v in scores.items() if not k.endswith("/seconds")}  # n and stderr stay
 
 
 def _save_state(state: RunState, run_dir: Path, dist: DistContext) -> None:

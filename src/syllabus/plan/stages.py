@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from syllabus.config.expect import Expectation, parse_expect
 from syllabus.config.plan import MergeSpec, PlanConfig, StageConfig
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train.schedule import Phase
@@ -24,8 +25,10 @@ class StagePlan:
     checkpoint folder as ``out_dir``); ``weights`` are token shares of ``sources`` (replay included, sum 1);
     ``special_tokens`` are every token added by this stage and the ones before it, in order, and
     ``new_tokens`` this stage's own; ``eval_sources`` are the domains scored on their held-out split at
-    ``eval_seq_len`` tokens. ``frozen`` is the stage's config as written in the plan (what ``run_state.json``
-    keeps to refuse later edits).
+    ``eval_seq_len`` tokens. ``tasks`` run at the stage's end (``task_limit`` items each) and, with
+    ``tasks_every``, every that many steps inside it. ``expectation`` is the parsed ``expect`` (None without
+    one) and ``extend_steps`` the optimizer steps one ``extend`` adds (0 without). ``frozen`` is the stage's
+    config as written in the plan (what ``run_state.json`` keeps to refuse later edits).
     """
 
     index: int
@@ -43,6 +46,9 @@ class StagePlan:
     eval_seq_len: int
     tasks: list[str]
     task_limit: int
+    tasks_every: int | None
+    expectation: Expectation | None
+    extend_steps: int
     optimizer: str
     pause: bool
     merge: MergeSpec | None
@@ -63,9 +69,11 @@ def resolve_stages(plan: PlanConfig, run_dir: Path, epoch_tokens: dict[str, int]
         first_phase = stage_phases(stage, plan.training_config(index), 1)[0]
         max_steps = stage_steps(stage, first_phase.tokens_per_step, epoch_tokens)
         folder = Path(run_dir) / "stages" / f"{index + 1}-{stage.name}"
+        evaluation = plan.stage_evaluation(index)
         config = plan.training_config(index, max_steps).model_copy(update={
-            "out_dir": str(folder), "eval_interval": stage.overrides.get("eval_interval", plan.evaluation.every),
-            "eval_batches": plan.evaluation.batches})
+            "out_dir": str(folder), "eval_interval": stage.overrides.get("eval_interval", evaluation.every),
+            "eval_batches": evaluation.batches})
+        expectation = parse_expect(stage.expect)[0] if stage.expect else None
         weights = stage_weights(plan, index)
         tokens_so_far = tokens_so_far + list(stage.special_tokens)
         resolved.append(StagePlan(
@@ -73,10 +81,25 @@ def resolve_stages(plan: PlanConfig, run_dir: Path, epoch_tokens: dict[str, int]
             phases=stage_phases(stage, config, max_steps), max_steps=max_steps,
             sources={name: plan.sources[name] for name in weights}, weights=weights, own_sources=list(stage.data),
             special_tokens=tokens_so_far, new_tokens=list(stage.special_tokens),
-            eval_sources={name: plan.sources[name] for name in plan.evaluation.perplexity},
-            eval_seq_len=eval_seq_len, tasks=list(plan.evaluation.tasks), task_limit=plan.evaluation.limit,
+            eval_sources={name: plan.sources[name] for name in evaluation.perplexity},
+            eval_seq_len=eval_seq_len, tasks=list(evaluation.tasks), task_limit=evaluation.limit,
+            tasks_every=evaluation.tasks_every, expectation=expectation,
+            extend_steps=extension_steps(expectation, first_phase.tokens_per_step,
+                                         sum(epoch_tokens.get(s, 0) for s in stage.data)),
             optimizer=stage.optimizer, pause=stage.pause, merge=stage.merge, frozen=stage.model_dump(by_alias=True)))
     return resolved
+
+
+def extension_steps(expectation: Expectation | None, tokens_per_step: int, epoch_tokens: int) -> int:
+    """Optimizer steps one extension adds: ``steps``, or ``tokens`` / ``epochs`` (of the stage's own sources,
+    ``epoch_tokens`` per epoch) turned into steps at the stage's first tokens per step; 0 without ``extend``."""
+    extend = expectation.extend if expectation else None
+    if extend is None:
+        return 0
+    if extend.steps is not None:
+        return extend.steps
+    tokens = extend.tokens if extend.tokens is not None else extend.epochs * epoch_tokens
+    return max(1, math.ceil(tokens / tokens_per_step))
 
 
 def stage_steps(stage: StageConfig, tokens_per_step: int, epoch_tokens: dict[str, int]) -> int:

@@ -48,8 +48,10 @@ class Trainer:
 
     ``eval_batches`` maps a domain name to a zero-argument callable returning an iterable of batches of
     its held-out split. ``callbacks`` are called as ``cb(trainer, record)`` after each evaluation and
-    may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``. ``extra_state`` is saved in
-    every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or rollback).
+    may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``; ``step_hooks`` are called as
+    ``hook(trainer)`` after every optimizer step (e.g. the plan's in-stage benchmark tasks). ``extra_state``
+    is saved in every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or
+    rollback).
     """
 
     def __init__(self, config: PreTrainingConfig, model: torch.nn.Module, tokenizer, batches, *,
@@ -57,8 +59,10 @@ class Trainer:
                  eval_batches: dict[str, Callable] | None = None, phases: list[Phase] | None = None,
                  stage: str | None = None, dist: DistContext | None = None, metrics: MetricsLog | None = None,
                  callbacks: list[Callable] = (), extra_state: Callable[[], dict] | None = None,
-                 load_extra_state: Callable[[dict], None] | None = None, stop: StopRequest | None = None):
+                 load_extra_state: Callable[[dict], None] | None = None, stop: StopRequest | None = None,
+                 step_hooks: list[Callable] = ()):
         self.config = config
+        self.step_hooks = list(step_hooks)
         self.dist = dist or DistContext.single(config.device)
         if self.dist.device.type == "cpu":
             keep_freed_memory()
@@ -241,6 +245,8 @@ class Trainer:
                     continue
                 if self.eval_batches and (self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps):
                     self.evaluate_and_notify()
+                for hook in self.step_hooks:
+                    hook(self)
                 if self.step % cfg.save_interval == 0 and self.step < cfg.max_steps and not self.nonfinite.in_a_row:
                     last_path = self.save(required=False) or last_path  # never a checkpoint in a NaN streak
             if self.step >= cfg.max_steps or self.stop or self._stop_reason:
