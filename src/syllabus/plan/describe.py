@@ -14,8 +14,10 @@ ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measure
 def describe_plan(plan: PlanConfig, steps: list[int], epoch_tokens: dict[str, int]) -> str:
     """Per stage: sources and token shares, budget in steps and tokens (and epochs per source), LR,
     curriculum phases and an estimated time on this machine."""
-    seconds_per_token = _seconds_per_token(plan)
-    lines = [f"plan '{plan.name}': {len(plan.stages)} stages, model {plan.model.size}", ""]
+    precision = _precision(plan, 0)
+    seconds_per_token = _seconds_per_token(plan, precision)
+    lines = [f"plan '{plan.name}': {len(plan.stages)} stages, model {plan.model.size}",
+             f"precision: {precision.describe()}", ""]
     header = f"{'#':<3}{'stage':<14}{'steps':>7}{'tokens':>11}  {'lr peak→min':<18}{'est.':>8}  mixture (share of tokens)"
     lines += [header, "-" * len(header)]
     for i, stage in enumerate(plan.stages):
@@ -35,25 +37,36 @@ def describe_plan(plan: PlanConfig, steps: list[int], epoch_tokens: dict[str, in
         for p in phases:
             lines.append(f"{'':<17}from step {p.at}: seq_len {p.seq_len}, micro batch {p.micro_batch_size} × "
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
+        if config.mixed_precision != plan.training_config(0).mixed_precision:
+            lines.append(f"{'':<17}precision {_precision(plan, i).describe()}")
         if stage.special_tokens:
             lines.append(f"{'':<17}adds special tokens {' '.join(stage.special_tokens)}")
     return "\n".join(lines)
 
 
-def _seconds_per_token(plan: PlanConfig) -> float | None:
-    """Training FLOPs per token over an assumed share of the measured matmul peak (a rough guide)."""
+def _precision(plan: PlanConfig, index: int):
+    """Stage ``index``'s ``mixed_precision`` as the trainer will resolve it on this machine (same cached peaks)."""
+    import torch
+
+    from syllabus.train.precision import resolve_precision
+
+    config = plan.training_config(index)
+    device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+    return resolve_precision(config.mixed_precision, device, sharded=config.strategy == "fsdp")
+
+
+def _seconds_per_token(plan: PlanConfig, precision) -> float | None:
+    """Training FLOPs per token over an assumed share of the chosen precision's matmul peak (a rough guide)."""
     import torch
 
     from syllabus.model import Transformer
-    from syllabus.train.throughput import matmul_peak_flops
 
     config = plan.training_config(0)
     with torch.device("meta"):
         model = Transformer(config.model_shape(vocab_size=plan.tokenizer.vocab_size))
-    dtype = torch.bfloat16 if config.mixed_precision == "bf16" else torch.float32
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or precision.chosen_peak <= 0:
         return None
-    return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * matmul_peak_flops(dtype, "cpu"))
+    return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * precision.chosen_peak)
 
 
 def _duration(seconds: float) -> str:
