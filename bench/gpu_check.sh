@@ -28,7 +28,7 @@ pack() {
     for version in 3.10 3.11 3.12 3.13; do
         "$dev_py" -m pip download -q --only-binary=:all: --platform manylinux2014_x86_64 \
             --platform manylinux_2_17_x86_64 --python-version "$version" --implementation cp \
-            -d "$carry/wheels" "${wheels[@]}"
+            -c "$root/constraints.txt" -d "$carry/wheels" "${wheels[@]}"
     done
     # the throughput benchmark's shards (demo corpus, 8k BPE): built here once, read there
     PYTHONPATH="$root/src" "$dev_py" -c "

@@ -88,6 +88,7 @@ def test_a_reading_above_the_peak_measures_it_again():
 
 def test_peaks_cached_per_machine(monkeypatch, tmp_path):
     monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path / "a"))
+    monkeypatch.setattr(peaks, "_load", lambda: 1.0)  # an equally busy machine each time
     measured = []
 
     def measure(names, device):
@@ -98,11 +99,12 @@ def test_peaks_cached_per_machine(monkeypatch, tmp_path):
     peaks._memo.clear()  # as a new process would: from the file
     assert peaks.machine_peaks(["fp32", "bf16"], "cpu", measure) == first and measured == [("fp32", "bf16")]
     key = peaks.machine_key("cpu")
-    assert json.loads((tmp_path / "a" / "peaks.json").read_text())[key] == first
+    assert json.loads((tmp_path / "a" / "peaks.json").read_text())[key] == {**first, "load": 1.0}
     assert f"torch={torch.__version__}" in key and f"threads={torch.get_num_threads()}" in key
+    real_version = torch.__version__
     monkeypatch.setattr(torch, "__version__", "0.0-other")  # another torch: another machine entry
     assert peaks.machine_peaks(["fp32"], "cpu", measure) != {"fp32": first["fp32"]} and len(measured) == 2
-    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", real_version)
     monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path / "b"))  # no cache: measured again
     peaks.machine_peaks(["fp32"], "cpu", measure)
     assert len(measured) == 3
@@ -111,6 +113,22 @@ def test_peaks_cached_per_machine(monkeypatch, tmp_path):
     assert peaks.remeasure("fp32", "cpu", lambda names, device: {"fp32": 1e9}) == 14e9  # lower: ignored
     peaks._memo.clear()
     assert peaks.machine_peaks(["fp32"], "cpu", measure)["fp32"] == 14e9
+
+
+def test_a_peak_taken_on_a_busier_machine_is_measured_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path))
+    readings = iter([50e9, 180e9, 120e9])
+    measure = lambda names, device: {n: next(readings) for n in names}  # noqa: E731
+    monkeypatch.setattr(peaks, "_load", lambda: 3.0)  # others hold the cores: a low reading
+    assert peaks.machine_peaks(["fp32"], "cpu", measure) == {"fp32": 50e9}
+    peaks._memo.clear()
+    monkeypatch.setattr(peaks, "_load", lambda: 0.2)  # a later process on a quiet machine measures again
+    assert peaks.machine_peaks(["fp32"], "cpu", measure) == {"fp32": 180e9}
+    peaks._memo.clear()
+    assert peaks.machine_peaks(["fp32"], "cpu", measure) == {"fp32": 180e9}  # now as quiet as then: cached
+    monkeypatch.setattr(peaks, "_load", lambda: 0.0)
+    peaks._memo.clear()
+    assert peaks.machine_peaks(["fp32"], "cpu", measure) == {"fp32": 180e9}  # quieter, lower reading: kept
 
 
 def test_auto_in_a_run_kept_on_resume_and_written_down(monkeypatch, code_corpus, code_tokenizer, tmp_path):
