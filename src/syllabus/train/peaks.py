@@ -5,8 +5,8 @@ turn, so a moment when another process held a core does not become the figure. I
 (device model, core count, threads, torch version) in ``peaks.json`` under ``$SYLLABUS_CACHE_DIR``
 (default ``$XDG_CACHE_HOME/syllabus``, else ``~/.cache/syllabus``), so two runs on one machine divide by
 the same number. A peak only ever rises: it is measured again, keeping the higher figure, when a reading
-proves it low (an MFU above 1), and when it was taken while the machine was busier than it is now (the
-1-minute load average at measurement is kept with it).
+proves it low (an MFU above 1), and when it was taken on a busy machine (1-minute load average at least
+half the core count, kept with it) and the machine is quiet now.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CALIBRATION_SIZES = (1024, 2048, 3072)  # one burst series per size; the best over all of them counts
 BURST_SECONDS = 0.15
 CACHE_ENV = "SYLLABUS_CACHE_DIR"
-QUIETER = 0.5  # a cached peak taken at a load average this much above the current one is measured again
+BUSY = 0.5  # a load average of this many processes per core or more: the machine is busy
 
 _memo: dict[tuple[str, str, str], float] = {}  # (cache file, machine key, precision) -> FLOP/s
 
@@ -96,7 +96,7 @@ def machine_peaks(names: list[str], device: str, measure=calibrate) -> dict[str,
     found = {n: _memo[(str(path), key, n)] for n in names if (str(path), key, n) in _memo}
     if len(found) < len(names):
         entry = _read(path).get(key, {})
-        if entry.get("load", 0.0) - _load() < QUIETER:  # else taken on a busier machine: measure again
+        if not (_busy(entry.get("load", 0.0)) and not _busy(_load())):  # else taken busy, now quiet: again
             found.update({n: v for n, v in entry.items() if n in names and n not in found})
         else:
             found.update({n: max(v, measure([n], device)[n]) for n, v in entry.items() if n in names})
@@ -130,6 +130,10 @@ def _load() -> float:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
         return 0.0
+
+
+def _busy(load: float) -> bool:
+    return load >= BUSY * (os.cpu_count() or 1)
 
 
 def _read(path: Path) -> dict:
