@@ -3,6 +3,7 @@ here: no timing in these tests), kept on resume, an explicit value obeyed; MFU a
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import torch
 
 from syllabus import PreTrainer, PreTrainingConfig
 from syllabus.train import peaks, precision
+from syllabus.train.metrics import Progress
 from syllabus.train.precision import PrecisionChoice, choose_precision, cpu_has_native_bf16, slow_precision_warning
 from syllabus.train.throughput import PeakEstimate
 
@@ -137,10 +139,15 @@ def test_a_peak_taken_on_a_busier_machine_is_measured_again(monkeypatch, tmp_pat
 def test_auto_in_a_run_kept_on_resume_and_written_down(monkeypatch, code_corpus, code_tokenizer, tmp_path):
     """A run starts on a bf16 machine (auto -> bf16); resumed where auto would pick fp32, it stays bf16; an
     explicit fp32 on resume is obeyed. The choice and the peaks are in metrics, checkpoint and run config."""
+    progress = io.StringIO()
+    monkeypatch.setattr(Progress.__init__, "__defaults__", (0, "train", progress))
     inject(monkeypatch, native=True, measured=EPYC_BF16)
     PreTrainer(tiny_config(code_corpus, code_tokenizer, tmp_path, max_steps=2)).train()
     inject(monkeypatch, native=False, measured=XEON_NO_BF16)
     PreTrainer(tiny_config(code_corpus, code_tokenizer, tmp_path, max_steps=4, resume="auto")).train()
+    # the progress line: mfu against the best peak, that peak, and (when it is not the best) bf16's own
+    assert "mfu 0.0% of 426 GFLOP/s eta" in progress.getvalue()
+    assert "mfu 0.0% of 326 GFLOP/s (bf16 0%) eta" in progress.getvalue()
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     events = [r for r in records if r.get("event") == "precision"]
     assert [(e["requested"], e["chosen"]) for e in events] == [("auto", "bf16"), ("auto", "bf16")]

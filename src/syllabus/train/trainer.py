@@ -326,7 +326,7 @@ class Trainer:
             own = f" ({self.precision.chosen} {record['precision_mfu']:.0%})" \
                 if record["precision_peak_flops"] < record["peak_flops"] else ""
             progress.update(self.step, f"loss {record['loss']:.4f} lr {lr:.2e} {tokens_per_sec:,.0f} tok/s "
-                                       f"mfu {record['mfu']:.1%}{own}")
+                                       f"mfu {record['mfu']:.1%} of {record['peak_flops'] / 1e9:,.0f} GFLOP/s{own}")
 
     def _log_precision(self) -> None:
         """The precision and the peaks it was chosen from: one ``event: precision`` metrics record per stage,
