@@ -1,6 +1,6 @@
 """Two identical short runs, one after the other: do they report the same MFU? Not a test.
 
-    .venv/bin/python bench/mfu_stability.py [--steps 60] [--runs 2] [--cache /tmp/syllabus-bench]
+    .venv/bin/python bench/mfu_stability.py [--steps 60] [--runs 2] [--threads N] [--cache /tmp/syllabus-bench]
 
 Each run is ``PreTrainer`` at the cpu-v8k shape (6 layers, d 384, 6 heads, FFN 1024, seq 256, micro batch 8)
 on the throughput benchmark's prepared shards (``bench/train_throughput.py`` builds them), ``mixed_precision:
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_run(shards: Path, tokenizer: Path, steps: int, out: Path) -> dict:
+def one_run(shards: Path, tokenizer: Path, steps: int, out: Path, threads: int | None) -> dict:
     shape = ["--set", "model.hidden_size=384", "--set", "model.num_hidden_layers=6", "--set",
              "model.num_attention_heads=6", "--set", "model.intermediate_size=1024", "--set", "model.vocab_size=8192",
              "--set", "model.tie_word_embeddings=true"]
@@ -31,8 +32,8 @@ def one_run(shards: Path, tokenizer: Path, steps: int, out: Path) -> dict:
             "--out", str(out), "--max-steps", str(steps), "--max-seq-length", "256", "--batch-size", "8",
             "--log-interval", "10", "--eval-interval", str(10 * steps), "--save-interval", str(10 * steps),
             "--warmup-steps", "10", *shape]
-    subprocess.run(argv, check=True, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                         "PYTHONPATH": str(ROOT / "src")})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    subprocess.run(argv, check=True, capture_output=True, text=True, env=env)
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     event = next(r for r in records if r.get("event") == "precision")
     windows = [r for r in records if "mfu" in r][1:]  # the first window holds the warm-up
@@ -46,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "syllabus-bench"))
     args = parser.parse_args()
     shards, tokenizer = Path(args.cache) / "shards", Path(args.cache) / "tokenizer.json"
@@ -54,7 +56,7 @@ def main() -> None:
     results = []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory() as out:
-            results.append(one_run(shards, tokenizer, args.steps, Path(out)))
+            results.append(one_run(shards, tokenizer, args.steps, Path(out), args.threads))
         print(f"run {i + 1}: {results[-1]}", flush=True)
     mfus = [r["mfu"] for r in results]
     print(json.dumps({"runs": results, "mfu_spread": round(max(mfus) / min(mfus) - 1, 4)}))
