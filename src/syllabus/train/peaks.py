@@ -89,9 +89,10 @@ def cache_file() -> Path:
 
 
 def machine_peaks(names: list[str], device: str, measure=calibrate) -> dict[str, float]:
-    """FLOP/s per precision in ``names`` on ``device``: from the cache when this machine has them, else
-    measured by ``measure(missing_names, device)`` and written to the cache (failures to write are logged,
-    not raised)."""
+    """FLOP/s per precision in ``names`` on ``device``: from the cache when this machine has them (measured
+    again, keeping the higher, when they were taken on a busy machine and it is quiet now), else measured by
+    ``measure(missing_names, device)`` (~0.5 s per precision and size on a CPU) and written to the cache.
+    A cache that cannot be written is logged at debug level, never raised."""
     path, key = cache_file(), machine_key(device)
     found = {n: _memo[(str(path), key, n)] for n in names if (str(path), key, n) in _memo}
     if len(found) < len(names):
