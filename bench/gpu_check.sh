@@ -72,7 +72,8 @@ import torch
 summary = [line for line in (log / "tests.txt").read_text().splitlines() if " passed" in line or " failed" in line
            or " skipped" in line or "error" in line.lower()]
 bench = [line for line in (log / "bench.txt").read_text().splitlines() if line.startswith("{")]
-out = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda_tests_rc": tests_rc,
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+out = {"gpu": gpu, "torch": torch.__version__, "cuda_tests_rc": tests_rc,
        "cuda_tests": summary[-1] if summary else None, "bench_rc": bench_rc, "seconds": seconds}
 if bench:
     result = json.loads(bench[-1])
