@@ -82,11 +82,18 @@ def test_a_reading_above_the_peak_measures_it_again():
         calls.append(name)
         return 200e9
 
-    estimate = PeakEstimate(PrecisionChoice("auto", "fp32", "", {"fp32": 100e9, "bf16": 80e9}), "cpu", remeasure)
+    now = [0.0]
+    estimate = PeakEstimate(PrecisionChoice("auto", "fp32", "", {"fp32": 100e9, "bf16": 80e9}), "cpu", remeasure,
+                            clock=lambda: now[0])
     figures = estimate.figures(1e6, 150e3)  # 150 GFLOP/s: the fp32 reading (100) was low
     assert calls == ["fp32"] and figures["peak_flops"] == 200e9 and figures["mfu"] == pytest.approx(0.75)
     estimate.figures(1e6, 150e3)
     assert calls == ["fp32"]  # not again once the peak is right
+    estimate.figures(1e6, 250e3)  # above again, but measured a moment ago: a busy machine, not measured each step
+    assert calls == ["fp32"]
+    now[0] = PeakEstimate.REMEASURE_SECONDS
+    estimate.figures(1e6, 250e3)
+    assert calls == ["fp32", "fp32"]
 
 
 def test_peaks_cached_per_machine(monkeypatch, tmp_path):

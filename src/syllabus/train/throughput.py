@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from syllabus.train import peaks
@@ -29,18 +31,25 @@ class PeakEstimate:
 
     A run at a precision that leaves speed on the table cannot show a high ``mfu``. When a figure comes out
     above 1 the peak it divided by was read low (the machine was busy): that precision is measured again
-    (``peaks.remeasure``, which updates the machine's cache) and the figure recomputed; peaks only rise."""
+    (``peaks.remeasure``, which updates the machine's cache) and the figure recomputed; peaks only rise. On a
+    machine that stays busy a precision is measured again at most once per ``REMEASURE_SECONDS``."""
 
-    def __init__(self, choice: PrecisionChoice, device: str, remeasure=peaks.remeasure):
-        self.device, self.chosen, self._remeasure = device, choice.chosen, remeasure
+    REMEASURE_SECONDS = 300.0
+
+    def __init__(self, choice: PrecisionChoice, device: str, remeasure=peaks.remeasure, clock=time.monotonic):
+        self.device, self.chosen, self._remeasure, self._clock = device, choice.chosen, remeasure, clock
         self.peaks = dict(choice.peaks) or {choice.chosen: 0.0}
+        self._measured_at: dict[str, float] = {}
 
     def figures(self, flops_per_token: float, tokens_per_sec: float) -> dict[str, float]:
         """``{"mfu", "precision_mfu", "peak_flops", "precision_peak_flops"}``; FLOP/s and fractions."""
         achieved = flops_per_token * tokens_per_sec
         for name in sorted({self.chosen, max(self.peaks, key=self.peaks.get)}):
-            if achieved > self.peaks.get(name, 0.0) > 0:
+            last = self._measured_at.get(name)
+            if achieved > self.peaks.get(name, 0.0) > 0 and (last is None or
+                                                               self._clock() - last >= self.REMEASURE_SECONDS):
                 self.peaks[name] = max(self.peaks[name], self._remeasure(name, self.device))
+                self._measured_at[name] = self._clock()
         best, own = max(self.peaks.values()), self.peaks.get(self.chosen, max(self.peaks.values()))
         return {"mfu": mfu(flops_per_token, tokens_per_sec, best), "precision_mfu": mfu(flops_per_token,
                                                                                         tokens_per_sec, own),
