@@ -76,11 +76,11 @@ def main() -> None:
     while done < args.steps:
         block = min(args.block, args.steps - done)
         last = {}
-        for r in (ours, ref):
+        for name, r in (("syllabus", ours), ("reference", ref)):
             for _ in range(block):
                 seconds, _, loss = r.step()
-                wall[r.system] += seconds
-            last[r.system] = float(loss)
+                wall[name] += seconds
+            last[name] = float(loss)
         done += block
         if args.trace:
             print(f"step {done:4d}  train loss  syllabus {last['syllabus']:.4f}  reference {last['reference']:.4f}",

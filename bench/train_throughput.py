@@ -1,4 +1,5 @@
-"""Training throughput of syllabus vs Hugging Face ``LlamaForCausalLM`` at the same shape, in one process.
+"""Training throughput of syllabus vs Hugging Face ``LlamaForCausalLM`` and a nanoGPT-style GPT-2 at the same
+shape, in one process.
 
     .venv/bin/python bench/train_throughput.py --quick          # CPU shape, both vocabs, fp32+bf16, eager (~3 min)
     .venv/bin/python bench/train_throughput.py                  # + compiled (several minutes more)
@@ -9,11 +10,14 @@
 syllabus runs its real step: ``Trainer._step`` (``accumulate_gradients`` under autocast, clipping, fused
 AdamW) fed by ``open_batches`` over prepared shards of the demo corpus, so data wait is real. The reference
 is ``LlamaForCausalLM`` (SDPA attention) fed by the same kind of batches, trained with a plain loop:
-autocast forward with ``labels``, backward, ``clip_grad_norm_``, ``AdamW(fused=True)``.
+autocast forward with ``labels``, backward, ``clip_grad_norm_``, ``AdamW(fused=True)`` (system ``hf-llama``).
+System ``nanogpt`` is ``bench/nanogpt_reference.py``: a GPT-2 written and trained the way nanoGPT does it, at
+the same width, depth, heads, vocabulary and parameter count (GELU MLP of 4×d instead of SwiGLU of ``ffn``).
 
 Noise control: every configuration is warmed up first (compile happens there), then the systems alternate
 A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds. MFU divides
-``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s measured in this same run.
+``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s of the row's precision measured in
+this same run (``MFU``; before and after the rows, the higher reading) and by the fastest precision's (``MFU best``).
 Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during the
 system's measured steps (``/proc/self/clear_refs`` resets it; ``malloc_trim`` first), on GPU
 ``torch.cuda.max_memory_allocated``. The last line is one JSON object (see ``--help``).
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import statistics
@@ -37,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from step_memory import memory_estimate, state_bytes, step_memory  # noqa: E402
 from syllabus.config.model import model_config_for  # noqa: E402
 from syllabus.config.pretrain import PreTrainingConfig  # noqa: E402
 from syllabus.data import open_batches  # noqa: E402
 from syllabus.model import Transformer  # noqa: E402
 from syllabus.train.schedule import Phase  # noqa: E402
+from syllabus.train.peaks import cpu_model  # noqa: E402
 from syllabus.train.throughput import machine_peak_flops, mfu  # noqa: E402
 from syllabus.train.trainer import Trainer, _Window  # noqa: E402
 
@@ -113,54 +118,6 @@ class FoldedVocab:
 
 def open_train_batches(shards: Path, tokenizer, vocab: int, seed: int = 0):
     return FoldedVocab(open_batches({"demo": str(shards)}, {"demo": 1.0}, tokenizer, seed=seed), vocab)
-
-
-# --- memory ----------------------------------------------------------------------------------------------
-def _rss_kb(field_name: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field_name):
-            return int(line.split()[1])
-    return 0
-
-
-@contextlib.contextmanager
-def step_memory(result: dict, device: str):
-    """Bytes above the pre-step level at the high-water mark while the block runs, max into ``result``."""
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        yield
-        result["transient"] = max(result.get("transient", 0), torch.cuda.max_memory_allocated() - base)
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    base = _rss_kb("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
-        pass
-    yield
-    result["transient"] = max(result.get("transient", 0), (_rss_kb("VmHWM") - base) * 1024)
-
-
-def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    opt = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-              if torch.is_tensor(v))
-    return params + opt
-
-
-def memory_estimate(cfg: dict, seq_len: int, batch: int, dtype: str, n_params: int) -> int:
-    """Rough bytes: params + grads + AdamW moments (16 B/param, fp32) + activations saved for backward
-    (per layer per token ~34·d + 8·ffn bytes in bf16 autocast, 40·d + 16·ffn in fp32) + logits
-    (bf16 logits + fp32 copy + fp32 grad, or fp32 logits + grad) when materialised."""
-    d, f, L, V = cfg.get("hidden_size", 768), cfg.get("intermediate_size", 2048), cfg.get("num_hidden_layers", 12), \
-        cfg["vocab_size"]
-    tokens = seq_len * batch
-    per_layer = 34 * d + 8 * f if dtype == "bf16" else 40 * d + 16 * f
-    logits = V * (10 if dtype == "bf16" else 8)
-    return 16 * n_params + tokens * (L * per_layer + logits)
 
 
 # --- the two systems ----------------------------------------------------------------------------------------
@@ -263,8 +220,33 @@ def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, 
         return time.perf_counter() - t0, t_data, loss.detach()
 
     ours_model = Transformer(ours)  # flops counted by the same formula for both
-    return Runner("reference", shape, dtype, "compiled" if compiled else "eager", seq_len * mb,
+    return Runner("hf-llama", shape, dtype, "compiled" if compiled else "eager", seq_len * mb,
                   ours_model.flops_per_token(seq_len), step, model, optimizer)
+
+
+def nanogpt_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, seed: int = 0) -> Runner:
+    """The nanoGPT-style GPT-2 (``bench/nanogpt_reference.py``) at the same shape and batches."""
+    from nanogpt_reference import nanogpt_step
+
+    model_cfg, seq_len, mb = SHAPES[shape]
+    cfg = model_config_for("tiny" if shape != "small" else "small", **model_cfg).model_dump()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    batches = open_train_batches(shards, tokenizer, cfg["vocab_size"], seed)
+    model, optimizer, step = nanogpt_step(cfg, seq_len, mb, dtype, batches.next_batch, device, compiled=compiled,
+                                          seed=seed)
+    return Runner("nanogpt", shape, dtype, "compiled" if compiled else "eager", seq_len * mb,
+                  model.flops_per_token(seq_len), step, model, optimizer)
+
+
+def cpu_flags() -> str:
+    """The CPU flags that decide matmul speed (AVX2/AVX-512, bf16/fp16 dot products, AMX)."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile", "bf16")
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                      if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        flags = []
+    return " ".join(f for f in wanted if f in flags) or "-"
 
 
 # --- the measurement --------------------------------------------------------------------------------------
@@ -298,7 +280,8 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     parser.add_argument("--compile", nargs="+", default=None, choices=["eager", "fused", "compiled"],
                         help="fused: syllabus with fused_kernels (RMSNorm, SwiGLU compiled), the reference eager")
-    parser.add_argument("--systems", nargs="+", default=["syllabus", "reference"], choices=["syllabus", "reference"])
+    parser.add_argument("--systems", nargs="+", default=["syllabus", "hf-llama", "nanogpt"],
+                        choices=["syllabus", "hf-llama", "nanogpt"])
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps first (compile happens here)")
@@ -318,11 +301,13 @@ def main() -> None:
     shards, tokenizer = prepared_data(Path(args.cache))
     out_dir = Path(tempfile.mkdtemp())
 
-    peaks = {}
-    for name in args.dtypes:
-        peaks[name], _ = machine_peak_flops(DTYPES[name], device, seconds=0.5)
-    print(f"{os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; in-run matmul "
-          f"peak " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
+    def measure_peaks():  # every precision, so "MFU best" divides by the fastest one on this machine
+        return {name: machine_peak_flops(DTYPES[name], device, seconds=0.5)[0] for name in DTYPES}
+
+    peaks = measure_peaks()
+    machine = (torch.cuda.get_device_name() if device == "cuda" else cpu_model()) + f"; flags {cpu_flags()}"
+    print(f"{machine}; {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"in-run matmul peak " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
 
     runners: list[Runner] = []
     for shape in shapes:
@@ -332,6 +317,8 @@ def main() -> None:
                 for system in args.systems:
                     if system == "syllabus":
                         r = syllabus_runner(shape, dtype, mode, shards, tokenizer, out_dir)
+                    elif system == "nanogpt":
+                        r = nanogpt_runner(shape, dtype, mode == "compiled", shards, tokenizer)
                     else:
                         r = reference_runner(shape, dtype, mode == "compiled", shards, tokenizer)
                     r.group = mode
@@ -357,32 +344,42 @@ def main() -> None:
                 gc.collect()
                 torch._dynamo.reset()
 
+    after = measure_peaks()  # a peak can only be under-read (a busy moment): keep the higher reading
+    peaks = {k: max(v, after[k]) for k, v in peaks.items()}
+    best = max(peaks.values())
+    print(f"in-run matmul peak (best of before/after): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
+          + " GFLOP/s")
     rows, ratios = [], {}
-    print(f"\n{'system':10s} {'shape':8s} {'dtype':5s} {'mode':8s} {'tok/s':>8s} {'MFU':>6s} {'peak MB':>8s} "
-          f"{'est MB':>7s} {'data wait':>9s} {'ratio':>6s}")
+    print(f"\n{'system':9s} {'shape':8s} {'dtype':5s} {'mode':8s} {'tok/s':>7s} {'rounds':>13s} {'MFU':>6s} "
+          f"{'MFU best':>8s} {'peak MB':>8s} {'est MB':>7s} {'data wait':>9s} {'x hf':>6s} {'x nano':>6s}")
     by_key = {}
     for r in runners:
         tps = statistics.median(r.round_tps)
         peak_mb = (r.memory["state"] + r.memory.get("transient", 0)) / 2**20
         row = {"system": r.system, "shape": r.shape, "dtype": r.dtype,
                "compile": r.mode, "tokens_per_sec": round(tps, 1),
-               "mfu": round(mfu(r.flops_per_token, tps, peaks[r.dtype]), 4), "peak_mem_mb": round(peak_mb, 1),
+               "rounds_min_max": [round(min(r.round_tps), 1), round(max(r.round_tps), 1)],
+               "mfu": round(mfu(r.flops_per_token, tps, peaks[r.dtype]), 4),
+               "mfu_best": round(mfu(r.flops_per_token, tps, best), 4), "peak_mem_mb": round(peak_mb, 1),
                "estimate_mem_mb": round(r.memory["estimate"] / 2**20, 1),
                "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
         rows.append(row)
         by_key.setdefault(r.key, {})[r.system] = tps
     for r, row in zip(runners, rows):
-        key = r.key
-        pair = by_key[key]
-        ratio = pair["syllabus"] / pair["reference"] if len(pair) == 2 else None
-        if ratio is not None:
-            ratios[key] = round(ratio, 3)
-        print(f"{row['system']:10s} {row['shape']:8s} {row['dtype']:5s} {row['compile']:8s} "
-              f"{row['tokens_per_sec']:8,.0f} {row['mfu']:6.1%} {row['peak_mem_mb']:8.0f} "
-              f"{row['estimate_mem_mb']:7.0f} {row['data_wait']:9.2%} "
-              f"{(f'{ratio:.2f}x' if ratio and row['system'] == 'syllabus' else ''):>6s}")
-    print(json.dumps({"peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()}, "rows": rows,
-                      "ratios": ratios}))
+        group = by_key[r.key]
+        shown = {}
+        for other in ("hf-llama", "nanogpt"):
+            if r.system == "syllabus" and other in group:
+                shown[other] = group["syllabus"] / group[other]
+                ratios[f"{r.key}/{other}"] = round(shown[other], 3)
+        lo, hi = row["rounds_min_max"]
+        print(f"{row['system']:9s} {row['shape']:8s} {row['dtype']:5s} {row['compile']:8s} "
+              f"{row['tokens_per_sec']:7,.0f} {f'{lo:,.0f}-{hi:,.0f}':>13s} {row['mfu']:6.1%} {row['mfu_best']:8.1%} "
+              f"{row['peak_mem_mb']:8.0f} {row['estimate_mem_mb']:7.0f} {row['data_wait']:9.2%} "
+              + " ".join(f"{(f'{shown[o]:.2f}x' if o in shown else ''):>6s}" for o in ("hf-llama", "nanogpt")))
+    print(json.dumps({"machine": machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                      "torch": torch.__version__, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+                      "rows": rows, "ratios": ratios}))
 
 
 if __name__ == "__main__":

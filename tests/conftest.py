@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sysconfig
 from pathlib import Path
 
@@ -14,6 +15,19 @@ CORPUS_PACKAGES = ["json", "email", "http", "logging", "importlib", "concurrent"
 # A model small enough for a CPU test to take seconds; every field is a real PreTrainingConfig field.
 TINY_FLAGS = ["--set", "model.hidden_size=64", "--set", "model.num_hidden_layers=2",
               "--set", "model.num_attention_heads=2", "--set", "model.intermediate_size=192"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_peak_cache(tmp_path_factory):
+    """Matmul peaks are cached per machine (``train/peaks.py``): the suite measures into its own empty cache
+    folder, never reading (or writing) one a previous run left in the user's cache."""
+    previous = os.environ.get("SYLLABUS_CACHE_DIR")
+    os.environ["SYLLABUS_CACHE_DIR"] = str(tmp_path_factory.mktemp("syllabus-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SYLLABUS_CACHE_DIR", None)
+    else:
+        os.environ["SYLLABUS_CACHE_DIR"] = previous
 
 
 def stdlib_documents(limit_bytes: int) -> list[str]:

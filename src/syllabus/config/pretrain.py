@@ -101,8 +101,10 @@ class PreTrainingConfig(BaseModel):
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW second-moment decay")
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     max_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
-    mixed_precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="autocast dtype of the forward "
-                                                             "pass; fp16 adds a gradient scaler; weights stay fp32")
+    mixed_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where the hardware computes it natively and faster (CUDA with bf16; a CPU "
+                            "with bf16 matmul instructions whose measured bf16 peak beats fp32), else fp16 with "
+                            "loss scaling on CUDA, fp32 on the CPU; or fp32, bf16, fp16 as given")
     seed: int = Field(1337, ge=0, description="seeds model initialisation and data order")
 
     # --- run folder, checkpoints, evaluation, logging

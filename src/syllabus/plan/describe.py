@@ -15,8 +15,10 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
     curriculum phases, an estimated time on this machine, and a ``warning:`` line for a setting that is valid
     but almost surely not meant (a warmup not shorter than the stage, which the plan cuts to the stage's length).
     The runner prints it once, on the main rank, before training."""
-    seconds_per_token = _seconds_per_token(plan)
-    lines = [f"plan '{plan.name}': {len(stages)} stages, model {plan.model.size}", ""]
+    precision = _precision(stages[0])
+    seconds_per_token = _seconds_per_token(plan, precision)
+    lines = [f"plan '{plan.name}': {len(stages)} stages, model {plan.model.size}",
+             f"precision: {precision.describe()}", ""]
     header = f"{'#':<3}{'stage':<14}{'steps':>7}{'tokens':>11}  {'lr peak→min':<18}{'est.':>8}  mixture (share of tokens)"
     lines += [header, "-" * len(header)]
     for stage in stages:
@@ -36,6 +38,8 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
         for p in phases:
             lines.append(f"{'':<17}from step {p.at}: seq_len {p.seq_len}, micro batch {p.micro_batch_size} × "
                          f"{p.grad_accum_steps} accum = {p.tokens_per_step:,} tokens/step, lr × {p.lr_scale:g}")
+        if config.mixed_precision != stages[0].config.mixed_precision:
+            lines.append(f"{'':<17}precision {_precision(stage).describe()}")
         if stage.new_tokens:
             lines.append(f"{'':<17}adds special tokens {' '.join(stage.new_tokens)}")
         warmup = plan.stages[stage.index].lr.warmup
@@ -51,17 +55,26 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
     return "\n".join(lines)
 
 
-def _seconds_per_token(plan: PlanConfig) -> float | None:
-    """Training FLOPs per token over an assumed share of the measured matmul peak (a rough guide)."""
+def _precision(stage: StagePlan):
+    """The stage's ``mixed_precision`` as the trainer will resolve it on this machine (same cached peaks)."""
+    import torch
+
+    from syllabus.train.precision import resolve_precision
+
+    config = stage.config
+    device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+    return resolve_precision(config.mixed_precision, device, sharded=config.strategy == "fsdp")
+
+
+def _seconds_per_token(plan: PlanConfig, precision) -> float | None:
+    """Training FLOPs per token over an assumed share of the chosen precision's matmul peak (a rough guide)."""
     import torch
 
     from syllabus.model import Transformer
-    from syllabus.train.throughput import matmul_peak_flops
 
-    config = plan.training_config(0)
+    config = plan.training_config(0)  # the first stage's shape; the model is the same in every stage
     with torch.device("meta"):
         model = Transformer(config.model_shape(vocab_size=plan.tokenizer.vocab_size))
-    dtype = torch.bfloat16 if config.mixed_precision == "bf16" else torch.float32
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or precision.chosen_peak <= 0:
         return None
-    return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * matmul_peak_flops(dtype, "cpu"))
+    return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * precision.chosen_peak)

@@ -1,65 +1,60 @@
-"""The machine's limit and how close a run gets to it: a short matmul calibration, and MFU."""
+"""How close a run gets to the machine's limit: MFU against the measured matmul peaks (see ``peaks``)."""
 
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 
 import torch
+
+from syllabus.train import peaks
+from syllabus.train.precision import PrecisionChoice
 
 PEAK_SIZES = (1024, 2048, 3072, 4096)
 
 
-@lru_cache(maxsize=None)
-def matmul_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu", size: int = 1024,
-                      seconds: float = 0.25) -> float:
-    """Measured FLOP/s of a square ``size`` matmul in ``dtype`` on ``device``, all threads (best of bursts)."""
-    return _measure_matmul(dtype, device, size, seconds)
-
-
 def machine_peak_flops(dtype: torch.dtype = torch.float32, device: str = "cpu",
                        sizes: tuple[int, ...] = PEAK_SIZES, seconds: float = 0.5) -> tuple[float, dict[int, float]]:
-    """The best square-matmul FLOP/s over ``sizes`` (the limit MFU is measured against), and each size's.
-
-    Not cached: a benchmark calls it in the same run as the figures it divides, so noise is shared.
-    """
-    per_size = {n: _measure_matmul(dtype, device, n, seconds) for n in sizes}
+    """The best square-matmul FLOP/s over ``sizes``, and each size's; measured now, never cached (a benchmark
+    calls it in the same run as the figures it divides, so noise is shared)."""
+    per_size = {n: peaks.measure_matmul_flops(dtype, device, n, seconds) for n in sizes}
     return max(per_size.values()), per_size
 
 
-def _measure_matmul(dtype: torch.dtype, device: str, size: int, seconds: float) -> float:
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    out = torch.empty(size, size, device=device, dtype=dtype)
-    torch.matmul(a, b, out=out)  # warm-up
-    reps = max(1, int(4 * (1024 / size) ** 3))  # ~same work per burst whatever the size
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b, out=out)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = max(best, reps * 2 * size**3 / (time.perf_counter() - t0))
-        if time.perf_counter() >= deadline:
-            return best
-
-
 def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: ``flops_per_token × tokens_per_sec / peak_flops`` (0 when no peak)."""
     return flops_per_token * tokens_per_sec / peak_flops if peak_flops > 0 else 0.0
 
 
 class PeakEstimate:
-    """The matmul peak a run's MFU is measured against. Measured once; measured again whenever an MFU comes
-    out above 1 (the first reading was taken while the machine was busy). It only ever rises."""
+    """MFU of a run against the fastest precision's matmul peak on its device (``mfu``) and against its own
+    precision's (``precision_mfu``), with both peaks, as metrics keys.
 
-    def __init__(self, dtype: torch.dtype, device: str):
-        self.dtype, self.device = dtype, device
-        self.flops = matmul_peak_flops(dtype, device)
+    A run at a precision that leaves speed on the table cannot show a high ``mfu``. When a figure comes out
+    above 1 the peak it divided by was read low (the machine was busy): that precision is measured again
+    (``peaks.remeasure``, which updates the machine's cache) and the figure recomputed; peaks only rise. On a
+    machine that stays busy a precision is measured again at most once per ``REMEASURE_SECONDS``."""
+
+    REMEASURE_SECONDS = 300.0
+
+    def __init__(self, choice: PrecisionChoice, device: str, remeasure=peaks.remeasure, clock=time.monotonic):
+        self.device, self.chosen, self._remeasure, self._clock = device, choice.chosen, remeasure, clock
+        self.peaks = dict(choice.peaks) or {choice.chosen: 0.0}
+        self._measured_at: dict[str, float] = {}
+
+    def figures(self, flops_per_token: float, tokens_per_sec: float) -> dict[str, float]:
+        """``{"mfu", "precision_mfu", "peak_flops", "precision_peak_flops"}``; FLOP/s and fractions."""
+        achieved = flops_per_token * tokens_per_sec
+        for name in sorted({self.chosen, max(self.peaks, key=self.peaks.get)}):
+            last = self._measured_at.get(name)
+            if achieved > self.peaks.get(name, 0.0) > 0 and (last is None or
+                                                               self._clock() - last >= self.REMEASURE_SECONDS):
+                self.peaks[name] = max(self.peaks[name], self._remeasure(name, self.device))
+                self._measured_at[name] = self._clock()
+        best, own = max(self.peaks.values()), self.peaks.get(self.chosen, max(self.peaks.values()))
+        return {"mfu": mfu(flops_per_token, tokens_per_sec, best), "precision_mfu": mfu(flops_per_token,
+                                                                                        tokens_per_sec, own),
+                "peak_flops": best, "precision_peak_flops": own}
 
     def mfu(self, flops_per_token: float, tokens_per_sec: float) -> float:
-        value = mfu(flops_per_token, tokens_per_sec, self.flops)
-        if value > 1.0:
-            self.flops = max(self.flops, matmul_peak_flops.__wrapped__(self.dtype, self.device))
-            value = mfu(flops_per_token, tokens_per_sec, self.flops)
-        return value
+        """MFU against the best precision's peak."""
+        return self.figures(flops_per_token, tokens_per_sec)["mfu"]

@@ -25,6 +25,7 @@ from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
+from syllabus.train.precision import PrecisionChoice, log_choice_once, precision_on_resume, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
 from syllabus.train.throughput import PeakEstimate
@@ -67,7 +68,10 @@ class Trainer:
         if self.dist.device.type == "cpu":
             keep_freed_memory()
         self.raw_model = model.to(self.dist.device)
-        self.model = self.dist.wrap(self.raw_model, config)
+        # mixed_precision resolved once (auto: by the hardware), the same on every rank; kept on resume
+        self.precision = resolve_on_all_ranks(config.mixed_precision, self.dist.device, sharded=self.dist.sharded)
+        self.model = self.dist.wrap(self.raw_model,
+                                    config.model_copy(update={"mixed_precision": self.precision.chosen}))
         self.tokenizer = tokenizer
         self.batches = batches
         self.out_dir = Path(out_dir)
@@ -84,8 +88,7 @@ class Trainer:
                                  config=config.model_dump()) if self.dist.is_main else NullLog()
         self.metrics = metrics
         self.optimizer = build_optimizer(self.raw_model, config, self.dist.device)
-        self.amp_dtype = DTYPES[config.mixed_precision]
-        self.scaler = torch.amp.GradScaler(self.dist.device.type) if config.mixed_precision == "fp16" else None
+        self._use_precision(self.precision)
         self.step = 0
         self.tokens_seen = 0
         self.nonfinite_skips = 0  # total
@@ -114,6 +117,8 @@ class Trainer:
         else:
             ckpt.load_weights(self.raw_model, ckpt.load_model_state(path))
             self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("precision"):  # auto keeps the checkpoint's precision; an explicit value is obeyed
+            self._use_precision(precision_on_resume(self.precision, PrecisionChoice.from_dict(state["precision"])))
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
@@ -132,6 +137,11 @@ class Trainer:
         if extra and self.load_extra_state is not None:
             self.load_extra_state(extra)
         return extra
+
+    def _use_precision(self, choice: PrecisionChoice) -> None:
+        self.precision = choice
+        self.amp_dtype = DTYPES[choice.chosen]
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if choice.chosen == "fp16" else None
 
     def save(self, required: bool = True) -> Path | None:
         """Write a checkpoint of the current step and prune old ones; once per step. Called on every rank:
@@ -175,10 +185,12 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "data": self.batches.state_dict(), "extra": self.extra_state() if self.extra_state else {},
+            "precision": self.precision.to_dict(),
         }
         path = None
         json_files = {"model_config.json": self.raw_model.config.model_dump(),
-                      "run_config.json": {"stage": self.stage, **self.config.model_dump()}}
+                      "run_config.json": {"stage": self.stage, **self.config.model_dump(),
+                                          "precision": self.precision.to_dict()}}
         text_files = {"tokenizer.json": self.tokenizer.to_str()}
         keep = self.config.keep_last_n_checkpoints
         if self.dist.sharded and background:
@@ -224,7 +236,8 @@ class Trainer:
         owns_handlers = not self.stop.installed
         self.stop.install()
         progress = Progress(cfg.max_steps, self.step, self.stage or "train") if self.dist.is_main else None
-        peak = PeakEstimate(self.amp_dtype, self.dist.device.type) if self.dist.is_main else None
+        peak = PeakEstimate(self.precision, self.dist.device.type) if self.dist.is_main else None
+        self._log_precision()
         window = _Window()
         last_path = None
         try:
@@ -363,7 +376,8 @@ class Trainer:
         record = {
             "step": self.step, "loss": float(loss), "lr": lr, "grad_norm": float(grad_norm),
             "tokens_seen": self.tokens_seen, "tokens_per_sec": tokens_per_sec,
-            "mfu": peak.mfu(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec),
+            # mfu: against the fastest precision's matmul peak; precision_mfu: against this run's precision's
+            **peak.figures(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec),
             "seq_len": phase.seq_len, "tokens_per_step": phase.tokens_per_step * self.dist.world_size,
             "data_wait": window.data_seconds / max(window.step_seconds, 1e-9),
             "nonfinite_skips": self.nonfinite_skips, "time": time.time(),
@@ -372,8 +386,18 @@ class Trainer:
             record["stage"] = self.stage
         self.metrics.log(record)
         if progress:
+            own = f" ({self.precision.chosen} {record['precision_mfu']:.0%})" \
+                if record["precision_peak_flops"] < record["peak_flops"] else ""
             progress.update(self.step, f"loss {record['loss']:.4f} lr {lr:.2e} {tokens_per_sec:,.0f} tok/s "
-                                       f"mfu {record['mfu']:.1%}")
+                                       f"mfu {record['mfu']:.1%} of {record['peak_flops'] / 1e9:,.0f} GFLOP/s{own}")
+
+    def _log_precision(self) -> None:
+        """The precision and the peaks it was chosen from: one ``event: precision`` metrics record per stage,
+        one log line per process and choice."""
+        if self.dist.is_main:
+            self.metrics.log({"step": self.step, "event": "precision", **self.precision.to_dict(),
+                              **({"stage": self.stage} if self.stage else {})})
+            log_choice_once(self.precision)
 
     def _log_data_report(self) -> None:
         """What the model was actually fed: tokens and epochs per source, and skipped records."""
