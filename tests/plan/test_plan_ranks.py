@@ -23,7 +23,7 @@ STAGES = [
      "budget": {"steps": 6}, "lr": {"peak": 1e-3, "warmup": 1}, "special_tokens": ["<think>", "</think>"]},
     {"name": "math", "data": {"math": 0.8}, "replay": {"fraction": 0.2, "from": ["foundation", "reasoning"]},
      "budget": {"steps": 4}, "lr": {"peak": 5e-4, "warmup": 1}, "optimizer": "continue",
-     "special_tokens": ["<calculation>", "</calculation>"]},
+     "special_tokens": ["<calculation>", "</calculation>"], "merge": {"last": 2}},
 ]
 # 2 ranks x micro batch 2 = the 1-rank plan's micro batch 4 (the same global batch)
 RANK_DEFAULTS = {"micro_batch_size": 2, "save_interval": 2, "device": "cpu", "dist_timeout_seconds": 60}
@@ -99,6 +99,8 @@ def test_plan_runs_to_the_end_under_torchrun_every_time(strategy, plan_path, ddp
         assert (final / "sharded" / ".metadata").is_file()
         start = records(out, event="stage_start", stage="math")[0]
         assert start["init_from"].endswith("2-reasoning/checkpoints/final")
+    merges = records(out, event="merge", stage="math")  # the average of sharded checkpoints, judged by rank 0
+    assert [m["candidate"] for m in merges] == ["final", "merged"] and sum(m["chosen"] for m in merges) == 1
 
 
 def test_two_ranks_consume_what_one_rank_does(ddp_run, one_rank_run):

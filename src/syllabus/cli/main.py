@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("syllabus.cli.run", "run a multi-stage plan (again: continue it)"),
     "status": ("syllabus.cli.status", "show how far a plan run has got"),
+    "compare": ("syllabus.cli.compare", "compare plan runs side by side, aligned by tokens seen"),
     "demo": ("syllabus.cli.demo", "build the demo corpus if needed and run plans/demo.yaml on the CPU"),
     "pretrain": ("syllabus.cli.pretrain", "train one stage from a config or flags"),
     "prepare": ("syllabus.cli.prepare", "clean and tokenize raw text into token shards"),

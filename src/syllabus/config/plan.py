@@ -88,6 +88,16 @@ class ReplaySpec(_Strict):
     from_: list[str] = Field(alias="from", min_length=1, description="earlier stages or the sources they used")
 
 
+class MergeSpec(_Strict):
+    """Average the stage's last checkpoints at its end and keep the better of the average and the plain final."""
+
+    last: int = Field(ge=2, description="how many of the newest checkpoints (spaced by save_interval) to average")
+    choose: Literal["best", "merged", "final"] = Field(
+        "best", description="best: the lower held-out loss wins; merged / final: that one, whatever the scores")
+    by: Literal["stage_domains", "all_domains"] = Field(
+        "stage_domains", description="held-out loss compared: mean over the stage's own sources, or over all scored")
+
+
 class StageConfig(_Strict):
     """One stage: its data mixture (token shares), budget, LR, curriculum, replay and special tokens."""
 
@@ -106,6 +116,7 @@ class StageConfig(_Strict):
     optimizer: Literal["fresh", "continue"] = Field("fresh", description="fresh AdamW state, or carry it over")
     expect: dict = Field(default_factory=dict, description='targets, e.g. {ppl: {wiki: "< 20"}, gsm8k: "> 0.4"}')
     pause: bool = Field(False, description="stop cleanly after this stage's evaluation (run again to continue)")
+    merge: MergeSpec | None = Field(None, description="checkpoint averaging at the stage's end")
 
 
 class EvaluationSpec(_Strict):
@@ -203,6 +214,14 @@ class PlanConfig(_Strict):
                 if token in tokens_so_far:
                     found.append(f"{at}.special_tokens: '{token}' already exists")
                 tokens_so_far.add(token)
+            if stage.merge:
+                keep = {**self.defaults, **stage.overrides}.get("keep_last_n_checkpoints",
+                                                                PreTrainingConfig.model_fields["keep_last_n_checkpoints"].default)
+                if stage.merge.last > keep:
+                    found.append(f"{at}.merge.last: {stage.merge.last} checkpoints cannot be averaged when only "
+                                 f"keep_last_n_checkpoints={keep} are kept")
+                if not self.evaluation.perplexity:
+                    found.append(f"{at}.merge: needs evaluation.perplexity domains to compare the average with the final")
             seen_stages[stage.name] = set(stage.data)
             used_sources |= set(stage.data)
         for task in self.evaluation.tasks:

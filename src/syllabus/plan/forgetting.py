@@ -23,6 +23,7 @@ class ForgettingGate:
         self.spec = spec
         self.reference = {d: reference_ppl[d] for d in spec.domains if d in reference_ppl}
         self.weights = dict(stage_weights)
+        self.planned = dict(stage_weights)  # what the plan asks for now; saved to detect an edit on resume
         self.events = events  # a MetricsLog-like object with .log(record)
         self.firings = 0
 
@@ -65,9 +66,10 @@ class ForgettingGate:
             trainer.request_stop(f"forgetting of {domain}")
 
     def state_dict(self) -> dict:
-        return {"weights": self.weights, "firings": self.firings}
+        return {"weights": self.weights, "firings": self.firings, "planned": self.planned}
 
     def load_state_dict(self, state: dict) -> None:
+        """The gate as checkpointed; ``planned`` stays the current plan's (the runner compares the two)."""
         self.weights, self.firings = state["weights"], state["firings"]
 
 

@@ -31,6 +31,8 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines += _forgetting_table(order, results, plan)
     lines += _expectations(plan, results)
     lines += _mix_table(plan, records)
+    lines += _reweights(state.get("reweights", []), records)
+    lines += _merges(records)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
     lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
@@ -111,6 +113,41 @@ def _mix_table(plan: PlanConfig, records: list[dict]) -> list[str]:
             since = row.get("realized_share_since_change", row["realized_share"])
             lines.append(f"| {stage.name} | {source} | {planned.get(source, 0.0):.3f} | {row['target_share']:.3f} | "
                          f"{row['realized_share']:.3f} | {since:.3f} | {row['tokens']:,} |")
+    return lines + [""]
+
+
+def _reweights(events: list[dict], records: list[dict]) -> list[str]:
+    """One row per source of each mixture edit of a running stage: planned and realized shares before the
+    edit and after it (realized after = the stage's tokens since the edit, from its closing data record)."""
+    if not events:
+        return []
+    closing = {r["stage"]: r["mix"] for r in records if r.get("event") == "data" and "stage" in r}
+    lines = ["## Mixture edited while running", "",
+             "| stage | from step | source | planned before | planned after | realized before | realized after |",
+             "|---|---|---|---|---|---|---|"]
+    for e in events:
+        end = closing.get(e["stage"], {})
+        after = {s: end[s]["tokens"] - e["tokens_before"].get(s, 0) for s in end}
+        total = sum(after.values())
+        for source in sorted(set(e["planned_before"]) | set(e["planned_after"])):
+            realized_after = f"{after[source] / total:.3f}" if total and source in after else "–"
+            lines.append(f"| {e['stage']} | {e['step']} | {source} | {e['planned_before'].get(source, 0):.3f} | "
+                         f"{e['planned_after'].get(source, 0):.3f} | {e['realized_before'].get(source, 0):.3f} | "
+                         f"{realized_after} |")
+    return lines + [""]
+
+
+def _merges(records: list[dict]) -> list[str]:
+    """Checkpoint merging at stage ends: both candidates' mean held-out loss and which became ``final``."""
+    rows = [r for r in records if r.get("event") == "merge"]
+    if not rows:
+        return []
+    lines = ["## Checkpoint merging at stage ends", "", "| stage | candidate | checkpoints averaged | rule | "
+             "mean held-out loss | became final |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        averaged = ", ".join(r["averaged"]) if r["candidate"] == "merged" else "–"
+        lines.append(f"| {r['stage']} | {r['candidate']} | {averaged} | {r['rule']} | {r['mean_loss']:.4f} | "
+                     f"{'yes' if r['chosen'] else 'no'} |")
     return lines + [""]
 
 

@@ -1,7 +1,9 @@
 """``run_state.json``: which stages started and finished, their frozen configs, and reference perplexities.
 
-Invariant kept: a stage's resolved config is frozen the moment it starts; a later edit to it is refused,
-while stages not yet started may change freely between runs.
+Invariant kept: a stage's config is frozen the moment it starts; a later edit to it is refused, while
+stages not yet started may change freely between runs. One exception: a stage that started but has not
+finished may change its mixture weights (the values of ``data`` and ``replay.fraction``, the same sources);
+it then continues from its newest checkpoint with the new weights (``runner``, "re-weight on resume").
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class RunState:
     completed: list[str] = field(default_factory=list)
     reference_ppl: dict[str, float] = field(default_factory=dict)  # domain -> ppl at the end of its stage
     results: dict[str, dict] = field(default_factory=dict)  # stage name -> end-of-stage evaluation
+    reweights: list[dict] = field(default_factory=list)  # mixture edits applied to running stages, in order
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunState":
@@ -33,17 +36,40 @@ class RunState:
         tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
         os.replace(tmp, run_dir / FILE)
 
-    def check_frozen(self, stages: list[dict]) -> None:
-        """Refuse edits to stages that already started; one line per edited stage."""
+    def check_frozen(self, stages: list[dict]) -> list[str]:
+        """Refuse edits to stages that already started, one line per edited stage naming the fields; allow
+        new mixture weights for a stage that started and has not finished. Returns the names of the stages
+        whose weights were edited (their frozen config becomes the edited one)."""
         by_name = {s["name"]: s for s in stages}
-        problems = []
+        problems, reweighted = [], []
         for name, frozen in self.started.items():
             if name not in by_name:
                 problems.append(f"stages: '{name}' has started in this run folder and cannot be removed")
-            elif by_name[name] != frozen:
-                changed = sorted(k for k in set(frozen) | set(by_name[name]) if frozen.get(k) != by_name[name].get(k))
-                problems.append(f"stages.{name}: {', '.join(changed)} changed, but this stage has "
-                                f"{'finished' if name in self.completed else 'started'}; its config is frozen "
-                                f"(edit only stages not yet started, or use a new --out)")
+                continue
+            edited = by_name[name]
+            if edited == frozen:
+                continue
+            if name not in self.completed and _only_weights_changed(frozen, edited):
+                reweighted.append(name)
+                continue
+            changed = sorted(k for k in set(frozen) | set(edited) if frozen.get(k) != edited.get(k))
+            finished = name in self.completed
+            problems.append(f"stages.{name}: {', '.join(changed)} changed, but this stage has "
+                            f"{'finished' if finished else 'started'}; its config is frozen "
+                            f"({'' if finished else 'only its data weights and replay.fraction may change; '}"
+                            f"edit only stages not yet started, or use a new --out)")
         if problems:
             raise ConfigError(problems)
+        for name in reweighted:
+            self.started[name] = by_name[name]
+        return reweighted
+
+
+def _only_weights_changed(frozen: dict, edited: dict) -> bool:
+    """True when the two stage configs differ only in the values of ``data`` and ``replay.fraction``."""
+    def without_weights(stage: dict) -> dict:
+        replay = stage.get("replay")
+        return {**stage, "data": sorted(stage.get("data", {})),
+                "replay": {**replay, "fraction": None} if isinstance(replay, dict) else replay}
+
+    return without_weights(frozen) == without_weights(edited)

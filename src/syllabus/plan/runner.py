@@ -30,6 +30,7 @@ from syllabus.data import epoch_tokens, iter_eval_batches, load_tokenizer, open_
 from syllabus.plan.describe import describe_plan
 from syllabus.plan.forgetting import ForgettingGate
 from syllabus.plan.handover import carry_optimizer, stage_model, stage_tokenizer
+from syllabus.plan.merge import merge_at_stage_end
 from syllabus.plan.run_state import RunState
 from syllabus.plan.stages import StagePlan, resolve_stages
 from syllabus.train import checkpoint as ckpt
@@ -68,7 +69,7 @@ def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None =
 def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: DistContext,
                 stop: StopRequest) -> dict:
     state = RunState.load(run_dir)
-    state.check_frozen([s.model_dump(by_alias=True) for s in plan.stages])
+    state.check_frozen([s.model_dump(by_alias=True) for s in plan.stages])  # refuses edits; admits new weights
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "plan.yaml").write_text(yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False))
@@ -88,7 +89,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
         for stage in stages:
             if stage.name in state.completed:
                 continue
-            state.started.setdefault(stage.name, stage.frozen)
+            state.started[stage.name] = stage.frozen
             _save_state(state, run_dir, dist)
             outcome = _run_stage(run, stage, stages[stage.index - 1] if stage.index else None, len(stages))
             if outcome != "finished":
@@ -141,7 +142,9 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
                       callbacks=[gate], extra_state=gate.state_dict, load_extra_state=gate.load_state_dict,
                       stop=run.stop)
     if resume_from is not None:
-        trainer.restore(resume_from)
+        planned_then = trainer.restore(resume_from).get("planned", stage.weights)
+        if planned_then != stage.weights:
+            _reweight(run, stage, trainer, gate, planned_then)
     elif stage.optimizer == "continue" and previous is not None:
         carry_optimizer(trainer, previous)
     log.info("stage %d/%d '%s': %d steps", stage.index + 1, n_stages, stage.name, stage.max_steps)
@@ -153,7 +156,11 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
         log.warning("stage '%s' stopped at step %d by %s; run again to continue", stage.name, result.step,
                     result.stopped_by)
         return "stopped"
-    results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, result.last_val))
+    last_val = result.last_val
+    if stage.merge is not None:
+        last_val = merge_at_stage_end(stage, trainer, last_val, lambda model: _task_scores(stage, model, tokenizer),
+                                      metrics, run.evals)
+    results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, last_val))
     run.state.results[stage.name] = results
     for domain in stage.own_sources:
         if f"ppl/{domain}" in results:
@@ -162,6 +169,24 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
                "tokens_seen": result.tokens_seen, **results})
     metrics.log({"step": result.step, "stage": stage.name, "event": "stage_end", **results})
     return "finished"
+
+
+def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGate, before: dict) -> None:
+    """Re-weight on resume: the user edited this running stage's weights. Every source keeps its stream
+    position (nothing skipped or seen twice); the new target shares apply from this step on; LR schedule and
+    budget are unchanged. Recorded as an ``event: reweight`` in ``metrics.jsonl`` and in ``run_state.json``."""
+    mix = trainer.batches.mix_report()
+    trainer.batches.set_weights(stage.weights)
+    gate.weights = dict(stage.weights)
+    event = {"step": trainer.step, "stage": stage.name, "event": "reweight", "planned_before": before,
+             "planned_after": dict(stage.weights), "tokens_before": {s: row["tokens"] for s, row in mix.items()},
+             "realized_before": {s: row["realized_share"] for s, row in mix.items()}}
+    run.metrics.log(event)
+    if event not in run.state.reweights:  # a kill before the next checkpoint applies it again, once recorded
+        run.state.reweights.append(event)
+        _save_state(run.state, run.run_dir, run.dist)
+    log.info("stage '%s': new mixture weights from step %d on: %s (were %s)", stage.name, trainer.step,
+             {k: round(v, 4) for k, v in stage.weights.items()}, {k: round(v, 4) for k, v in before.items()})
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
@@ -187,13 +212,19 @@ def _end_of_stage_evaluation(stage: StagePlan, trainer: Trainer, tokenizer, last
     every rank (under FSDP2 the forward needs them all); the caller keeps rank 0's numbers."""
     results = {f"ppl/{key.split('/', 1)[1]}": math.exp(value) for key, value in last_val.items()
                if key.startswith("val_loss/")}
-    if stage.tasks:
-        from syllabus.evaluate import run_tasks
-
-        scores = run_tasks(trainer.raw_model, tokenizer, stage.tasks, limit=stage.task_limit)
-        results.update({k: v for k, v in scores.items() if not k.endswith(("/n", "/seconds"))})
+    results.update(_task_scores(stage, trainer.raw_model, tokenizer))
     trainer.raw_model.train()
     return results
+
+
+def _task_scores(stage: StagePlan, model, tokenizer) -> dict:
+    """The stage's benchmark tasks on ``model`` (empty when it has none)."""
+    if not stage.tasks:
+        return {}
+    from syllabus.evaluate import run_tasks
+
+    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit)
+    return {k: v for k, v in scores.items() if not k.endswith(("/n", "/seconds"))}
 
 
 def _save_state(state: RunState, run_dir: Path, dist: DistContext) -> None:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from syllabus.config.plan import PlanConfig, StageConfig
+from syllabus.config.plan import MergeSpec, PlanConfig, StageConfig
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train.schedule import Phase
 
@@ -45,6 +45,7 @@ class StagePlan:
     task_limit: int
     optimizer: str
     pause: bool
+    merge: MergeSpec | None
     frozen: dict
 
     @property
@@ -74,7 +75,7 @@ def resolve_stages(plan: PlanConfig, run_dir: Path, epoch_tokens: dict[str, int]
             special_tokens=tokens_so_far, new_tokens=list(stage.special_tokens),
             eval_sources={name: plan.sources[name] for name in plan.evaluation.perplexity},
             eval_seq_len=eval_seq_len, tasks=list(plan.evaluation.tasks), task_limit=plan.evaluation.limit,
-            optimizer=stage.optimizer, pause=stage.pause, frozen=stage.model_dump(by_alias=True)))
+            optimizer=stage.optimizer, pause=stage.pause, merge=stage.merge, frozen=stage.model_dump(by_alias=True)))
     return resolved
 
 
