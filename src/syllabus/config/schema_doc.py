@@ -66,25 +66,37 @@ def table(model: type[BaseModel], prefix: str, owned: set[str] = frozenset()) ->
     return lines
 
 
+def nested_model(annotation) -> tuple[type[BaseModel], bool] | None:
+    """The block model inside ``annotation`` (looking through ``| None`` and ``list[...]``), and whether it is
+    a list of blocks; None when the field is not a block."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for arg in typing.get_args(annotation):
+        found = nested_model(arg)
+        if found is not None:
+            return found[0], found[1] or typing.get_origin(annotation) is list
+    return None
+
+
+def block_sections(model: type[BaseModel], prefix: str, title: str) -> list[tuple[str, type[BaseModel], str]]:
+    """``model``'s own table, then one per block inside it, depth first, in field order."""
+    sections = [(title, model, prefix)]
+    for name, field in model.model_fields.items():
+        found = nested_model(field.annotation)
+        if found is None:
+            continue
+        inner, is_list = found
+        key = f"{prefix}{field.alias or name}{'[]' if is_list else ''}"
+        sections += block_sections(inner, key + ".", f"`{key}`")
+    return sections
+
+
 def plan_reference() -> str:
-    """The whole page (Markdown)."""
-    stage = typing.get_args(PlanConfig.model_fields["stages"].annotation)[0]
-    replay = next(a for a in typing.get_args(stage.model_fields["replay"].annotation) if a is not type(None))
-    point = typing.get_args(stage.model_fields["curriculum"].annotation)[0]
-    sections = [
-        ("Top level", PlanConfig, "", set()),
-        ("`model`", PlanConfig.model_fields["model"].annotation, "model.", set()),
-        ("`tokenizer`", PlanConfig.model_fields["tokenizer"].annotation, "tokenizer.", set()),
-        ("A stage: `stages[]`", stage, "stages[].", set()),
-        ("`stages[].budget` (exactly one key)", stage.model_fields["budget"].annotation, "stages[].budget.", set()),
-        ("`stages[].lr`", stage.model_fields["lr"].annotation, "stages[].lr.", set()),
-        ("`stages[].curriculum[]`", point, "stages[].curriculum[].", set()),
-        ("`stages[].replay`", replay, "stages[].replay.", set()),
-        ("`evaluation`", PlanConfig.model_fields["evaluation"].annotation, "evaluation.", set()),
-        ("`forgetting`", PlanConfig.model_fields["forgetting"].annotation, "forgetting.", set()),
-        ("Training fields: `defaults` and `stages[].overrides`", PreTrainingConfig, "", PLAN_OWNED),
-        ("Model fields: `model.overrides`", ModelConfig, "", set()),
-    ]
+    """The whole page (Markdown): every block of ``PlanConfig`` found by walking its fields, then the training
+    fields (``defaults``/``overrides``) and the model fields (``model.overrides``)."""
+    sections = [(title, model, prefix, set()) for title, model, prefix in block_sections(PlanConfig, "", "Top level")]
+    sections += [("Training fields: `defaults` and `stages[].overrides`", PreTrainingConfig, "", PLAN_OWNED),
+                 ("Model fields: `model.overrides`", ModelConfig, "", set())]
     lines = [INTRO]
     for title, model, prefix, owned in sections:
         lines += [f"## {title}", ""]
