@@ -112,8 +112,9 @@ class HubStreamDataset(TextStreamDataset):
             skips.update(self.source[u]["skips"])
         return skips
 
-    def _explain(self, skips, kept: int) -> str:
-        return explain_skips(self.name, skips, self.spec, None, kept, records=self.source._rows(0)[:50])
+    def _explain(self, skips, kept: int, problem: str | None = None) -> str:
+        return explain_skips(self.name, skips, self.spec, None, kept, records=self.source._rows(0)[:50],
+                             problem=problem)
 
 
 def _num_rows(stream, name: str) -> int:

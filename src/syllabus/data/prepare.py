@@ -207,9 +207,10 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
     for source in inputs:
         files = None if is_hub_spec(source) else resolve_files(source)
         if sum(skipped.get(source, {}).values()) > kept[source]:
-            line = explain_skips(source, skipped.get(source, Counter()), spec, files, kept[source])
-            if kept[source] == 0:
-                raise ConfigError(f"prepare: no documents: {line}")
+            problem = "no documents" if kept[source] == 0 else None
+            line = explain_skips(source, skipped.get(source, Counter()), spec, files, kept[source], problem=problem)
+            if problem:
+                raise ConfigError(f"prepare: {line}")
             log.warning("%s", line)
     if sum(h["num_docs"] for h in headers.values()) == 0:
         raise ConfigError(f"prepare: no document survived reading and cleaning of {', '.join(inputs)}")

@@ -288,12 +288,12 @@ def first_records(files: list[Path], limit: int = 50) -> list[dict]:
 
 
 def explain_skips(name: str, skips: Counter | dict, spec: SourceSpec, files: list[Path] | None, kept: int,
-                  records: list[dict] | None = None) -> str:
+                  records: list[dict] | None = None, problem: str | None = None) -> str:
     """One line: the source, its skip counts by reason, the fields its records have (from ``records`` or the
     first records of ``files``) and the option that would read them (e.g. ``records have fields: messages;
     set `format: chat```)."""
     counts = ", ".join(f"{k}={v}" for k, v in sorted(dict(skips).items())) or "none"
-    line = f"data source {name}: {kept} documents kept, skipped by reason: {counts}"
+    line = f"data source {name}: {problem or f'{kept} documents kept'}; skipped by reason: {counts}"
     records = first_records(files or []) if records is None else records
     if records:
         fields = sorted({k for r in records for k in r})

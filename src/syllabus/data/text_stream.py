@@ -173,8 +173,8 @@ class TextStreamDataset(IterableDataset):
     def skipped(self) -> dict[str, int]:
         return dict(self.skips)
 
-    def _explain(self, skips, kept: int) -> str:
-        return explain_skips(self.name, skips, self.spec, self.all_files, kept)
+    def _explain(self, skips, kept: int, problem: str | None = None) -> str:
+        return explain_skips(self.name, skips, self.spec, self.all_files, kept, problem=problem)
 
     def _first_epoch_skips(self) -> Counter:
         """Skip counts of every unit (read again: a stream that found nothing has not counted them all)."""
@@ -216,8 +216,8 @@ class TextStreamDataset(IterableDataset):
                 return self._docs
             empty_run = empty_run + 1 if not self._docs else 0
             if empty_run > len(self.units):
-                raise ConfigError(f"no documents for split {self.source.split!r}: "
-                                  + self._explain(self._first_epoch_skips(), 0))
+                raise ConfigError(self._explain(self._first_epoch_skips(), 0,
+                                                problem=f"no documents for split {self.source.split!r}"))
             self.unit_seq, self.doc, self.offset, self._docs = self.unit_seq + 1, 0, 0, None
 
     # -- rows ------------------------------------------------------------------------------------

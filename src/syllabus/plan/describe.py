@@ -50,7 +50,8 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
     lines += ["", "sources (read as; held-out rows from):"]
     for name in plan.sources:
         spec = plan.source_spec(name)
-        options = ", ".join(f"{k}: {v}" for k, v in spec.model_dump(exclude={"path"}, exclude_defaults=True).items())
+        options = ", ".join(f"{k}: {v.encode('unicode_escape').decode() if isinstance(v, str) else v}"
+                            for k, v in spec.model_dump(exclude={"path"}, exclude_defaults=True).items())
         lines.append(f"  {name:<12} {spec.path} ({options or 'text'}); held out: {held_out_rule(spec.path)}")
     return "\n".join(lines)
 

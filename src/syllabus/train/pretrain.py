@@ -130,8 +130,8 @@ def _resolve_under(data_dir: str | None, name: str) -> str:
         for candidate in [base / name] + [base / f"{name}{suffix}" for suffix in DATA_SUFFIXES]:
             if candidate.exists():
                 return str(candidate)
-    if Path(name).exists() or any(ch in name for ch in "*?["):
-        return name
+    if Path(name).exists() or any(ch in name for ch in "*?[/") or Path(name).suffix:
+        return name  # a path: the reader names it if it is missing
     if data_dir and Path(data_dir).is_dir():
         held = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(data_dir).iterdir()
                       if not p.name.startswith("."))
