@@ -21,7 +21,7 @@ def test_pretrain_help_shows_readable_metavars_and_descriptions(capsys):
     text = help_of(capsys, "pretrain")
     assert "FIELD_" not in text
     for shown in ("--max-steps N", "--learning-rate LR", "--data-dir PATH", "--resume auto|PATH",
-                  "--mixed-precision {fp32,bf16,fp16", "--lr-schedule {cosine,constant,wsd}",
+                  "--mixed-precision {auto,fp32,bf16,fp16", "--lr-schedule {cosine,constant,wsd}",
                   "--data-sources PATH [PATH ...]", "peak learning rate, reached at the end of warmup"):
         assert shown in text, shown
     assert "exit codes:" in text and "130" in text

@@ -42,7 +42,10 @@ def test_status_of_a_paused_a_running_and_a_finished_plan(demo_corpus, demo_toke
     assert "end of stage: ppl/wiki" in paused
     assert re.search(r"2\. code\s+not started\s+step 0/12", paused), paused
 
-    slow = {"SYLLABUS_FAULT_SLOW_SAVE_STEPS": "8", "SYLLABUS_FAULT_SLOW_SAVE_SECONDS": "6"}
+    slow = {"SYLLABUS_FAULT_SLOW_SAVE_STEPS": "8", "SYLLABUS_FAULT_SLOW_SAVE_SECONDS": "6",
+            # wiki looks forgotten at stage two's step-3 evaluation, whatever the harsh LR did by then
+            "SYLLABUS_FAULT_EVAL_SHIFT": "3", "SYLLABUS_FAULT_EVAL_SHIFT_RANKS": "0",
+            "SYLLABUS_FAULT_EVAL_SHIFT_STAGE": "code", "SYLLABUS_FAULT_EVAL_SHIFT_STEPS": "3"}
     proc = start(run_argv(plan, out), env=slow)  # holds still while writing stage two's step-8 checkpoint
     assert wait_until(proc, lambda: any((out / "stages" / "2-code" / "checkpoints").glob(".tmp-step_8-*")))
     running = status(out)

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from syllabus.evaluate import benchmark_files
+import syllabus.evaluate.benchmark_files as benchmark_files
 from syllabus.evaluate.error_bars import with_stderr
 
 MMLU_SHOTS = 5
