@@ -25,6 +25,7 @@ from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
+from syllabus.train.peaks import DTYPES
 from syllabus.train.precision import PrecisionChoice, log_choice_once, precision_on_resume, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
@@ -32,7 +33,6 @@ from syllabus.train.throughput import PeakEstimate
 
 log = logging.getLogger("syllabus")
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
