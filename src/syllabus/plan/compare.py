@@ -32,7 +32,9 @@ class RunRecords:
         self.name = f"{folder.name} ({self.plan['name']})"
         self.records = [json.loads(line) for line in open(folder / "metrics.jsonl")]
         evals = folder / "evals.jsonl"
-        self.stage_ends = [json.loads(line) for line in open(evals)] if evals.exists() else []
+        rows = [json.loads(line) for line in open(evals)] if evals.exists() else []
+        # a stage's closing evaluation; not in-stage task rows (kind) nor merge candidates (event)
+        self.stage_ends = [r for r in rows if "kind" not in r and "event" not in r]
         self.offsets = self._offsets()
 
     def _offsets(self) -> dict[str, int]:
