@@ -20,12 +20,10 @@ from collections import Counter
 from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
 from syllabus.data.records import RecordRenderer
-from syllabus.data.shard_stream import epoch_rng
 from syllabus.data.hub import hub_stream
 from syllabus.data.sources import explain_skips
-from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, TextStreamDataset, encode_documents
+from syllabus.data.text_stream import DEFAULT_VAL_FRACTION, TextStreamDataset, unit_item
 from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
-from syllabus.data.text_stream import split_of_text
 
 log = logging.getLogger("syllabus")
 
@@ -68,12 +66,7 @@ class HubUnits:
         epoch, index = divmod(u, len(self.units))
         skips: Counter = Counter()
         rendered = [t for t in (self.renderer.render(r, skips) for r in self._rows(index)) if t is not None]
-        texts = [t for t in rendered if not self.hash_split or split_of_text(t, self.val_fraction) == self.split]
-        docs = encode_documents(self.tok, texts, self.eos)
-        if self.shuffle and len(docs) > 1:
-            order = epoch_rng(self.seed, epoch, 2, index).permutation(len(docs))
-            docs = [docs[i] for i in order]
-        return {"u": u, "docs": docs, "skips": dict(skips), "kept": len(rendered)}
+        return unit_item(self, u, epoch, index, rendered, skips)
 
 
 class HubStreamDataset(TextStreamDataset):

@@ -98,12 +98,19 @@ class UnitTokens(Dataset):
         index = self.unit_index(u)
         skips: Counter = Counter()
         rendered = list(read_unit(self.units[index], skips, renderer=self.renderer, max_doc_bytes=self.max_doc_bytes))
-        texts = [t for t in rendered if not self.hash_split or split_of_text(t, self.val_fraction) == self.split]
-        docs = encode_documents(self.tok, texts, self.eos)
-        if self.shuffle and len(docs) > 1:
-            order = epoch_rng(self.seed, epoch, 2, index).permutation(len(docs))
-            docs = [docs[i] for i in order]
-        return {"u": u, "docs": docs, "skips": dict(skips), "kept": len(rendered)}
+        return unit_item(self, u, epoch, index, rendered, skips)
+
+
+def unit_item(view, u: int, epoch: int, index: int, rendered: list[str], skips: Counter) -> dict:
+    """One unit's item for the stream: its rendered documents on this split (hash split when asked), tokenized
+    with EOS, shuffled by (seed, epoch, unit) when ``view.shuffle``. ``view`` holds split, hash_split,
+    val_fraction, tok, eos, shuffle and seed (``UnitTokens`` or the hub's units)."""
+    texts = [t for t in rendered if not view.hash_split or split_of_text(t, view.val_fraction) == view.split]
+    docs = encode_documents(view.tok, texts, view.eos)
+    if view.shuffle and len(docs) > 1:
+        order = epoch_rng(view.seed, epoch, 2, index).permutation(len(docs))
+        docs = [docs[i] for i in order]
+    return {"u": u, "docs": docs, "skips": dict(skips), "kept": len(rendered)}
 
 
 def _die_with_parent(worker_id: int) -> None:
