@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from syllabus.evaluate.loglikelihood import loglikelihoods
 from syllabus.evaluate.multiple_choice import ChoiceItem, score_choices
 from syllabus.export import export_hf
 
@@ -52,11 +53,17 @@ def test_simple_evaluate_on_a_local_task(tmp_path, tokenizer, monkeypatch, make_
 
     results = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={out},dtype=float32", tasks=["syllabus_local_probe"],
-        task_manager=TaskManager(include_path=str(tasks_dir)), device="cpu", batch_size=2,
+        task_manager=TaskManager(include_path=str(tasks_dir)), device="cpu", batch_size=2, log_samples=True,
     )
     metrics = results["results"]["syllabus_local_probe"]
     # the harness's accuracy is syllabus's own on the same items (lm-eval joins context and choice with a space)
     ours = score_choices(model.eval(), tokenizer, [ChoiceItem(i["question"], tuple(" " + c for c in i["choices"]),
                                                               i["answer"]) for i in ITEMS])
     assert metrics["acc,none"] == pytest.approx(ours["acc"], abs=1e-9)
+    # and every request's log-likelihood is the one syllabus computes for the same (context, continuation)
+    samples = results["samples"]["syllabus_local_probe"]
+    requests = [tuple(args) for sample in samples for args in sample["arguments"]]
+    theirs = [float(resp[0]) for sample in samples for resp in sample["filtered_resps"]]
+    mine = [score for score, _ in loglikelihoods(model, tokenizer, requests)]
+    assert len(requests) == 2 * len(ITEMS) and max(abs(a - b) for a, b in zip(theirs, mine)) < 1e-3, (theirs, mine)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
