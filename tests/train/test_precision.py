@@ -10,8 +10,10 @@ import os
 
 import pytest
 import torch
+import yaml
 
 from syllabus import PreTrainer, PreTrainingConfig
+from syllabus.config.load import load_config
 from syllabus.train import peaks, precision
 from syllabus.train.metrics import Progress
 from syllabus.train.precision import PrecisionChoice, choose_precision, cpu_has_native_bf16, slow_precision_warning
@@ -145,7 +147,8 @@ def test_a_peak_taken_on_a_busier_machine_is_measured_again(monkeypatch, tmp_pat
 
 def test_auto_in_a_run_kept_on_resume_and_written_down(monkeypatch, code_corpus, code_tokenizer, tmp_path):
     """A run starts on a bf16 machine (auto -> bf16); resumed where auto would pick fp32, it stays bf16; an
-    explicit fp32 on resume is obeyed. The choice and the peaks are in metrics, checkpoint and run config."""
+    explicit fp32 on resume is obeyed. The choice and the peaks are in metrics, checkpoint, the checkpoint's
+    run_config.json and the run folder's run_config.yaml."""
     progress = io.StringIO()
     monkeypatch.setattr(Progress.__init__, "__defaults__", (0, "train", progress))
     inject(monkeypatch, native=True, measured=EPYC_BF16)
@@ -169,12 +172,22 @@ def test_auto_in_a_run_kept_on_resume_and_written_down(monkeypatch, code_corpus,
     assert saved["precision"]["chosen"] == "bf16"
     run_config = json.loads((tmp_path / "checkpoints" / "step_4" / "run_config.json").read_text())
     assert run_config["mixed_precision"] == "auto" and run_config["precision"]["chosen"] == "bf16"
+    # the run folder's run_config.yaml: the setting as given, and what it resolved to on this (second) machine
+    folder_config = yaml.safe_load((tmp_path / "run_config.yaml").read_text())
+    assert folder_config["mixed_precision"] == "auto"
+    assert folder_config["precision"] == {"requested": "auto", "chosen": "bf16", "peaks": XEON_NO_BF16,
+                                          "reason": "kept from the checkpoint (native bf16 matmul, faster than fp32)"}
+    # ... and it still reads back as a config (the precision block is a record, not a setting)
+    assert load_config(PreTrainingConfig, tmp_path / "run_config.yaml") == \
+        tiny_config(code_corpus, code_tokenizer, tmp_path, max_steps=4, resume="auto")
 
     explicit = PreTrainer(tiny_config(code_corpus, code_tokenizer, tmp_path, max_steps=5, resume="auto",
                                       mixed_precision="fp32")).train()
     assert explicit.step == 5
     last = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if '"event": "precision"' in line][-1]
     assert (last["requested"], last["chosen"]) == ("fp32", "fp32")
+    assert yaml.safe_load((tmp_path / "run_config.yaml").read_text())["precision"] == \
+        {"requested": "fp32", "chosen": "fp32", "reason": "as configured", "peaks": XEON_NO_BF16}
 
 
 def test_auto_picks_fp32_in_a_run_on_a_cpu_without_bf16(monkeypatch, code_corpus, code_tokenizer, tmp_path):

@@ -138,6 +138,17 @@ class PreTrainingConfig(BaseModel):
         "stop", description="a periodic checkpoint that cannot be written (e.g. disk full): stop the run, or warn "
                             "and continue without it; the final checkpoint is always required")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_resolved_precision(cls, data):
+        """A run folder's ``run_config.yaml`` reads back as a config: the ``precision`` block a run writes into
+        it (what ``mixed_precision`` resolved to: a mapping with ``requested`` and ``chosen``) is a record of
+        that run, not a setting, and is dropped here. Anything else named ``precision`` is still refused."""
+        record = data.get("precision") if isinstance(data, dict) else None
+        if isinstance(record, dict) and {"requested", "chosen"} <= set(record):
+            return {k: v for k, v in data.items() if k != "precision"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "PreTrainingConfig":
         if self.data_mix_weights and len(self.data_mix_weights) != len(self.data_sources):

@@ -1,4 +1,5 @@
-"""``run_state.json``: which stages started and finished, their frozen configs, and reference perplexities.
+"""``run_state.json``: which stages started and finished, their frozen configs, the precision each trains in,
+and reference perplexities.
 
 Invariant kept: a stage's config is frozen the moment it starts; a later edit to it is refused, while
 stages not yet started may change freely between runs. One exception: a stage that started but has not
@@ -27,6 +28,9 @@ class RunState:
     reweights: list[dict] = field(default_factory=list)  # mixture edits applied to running stages, in order
     decisions: list[dict] = field(default_factory=list)  # every decision at a stage end (plan/decisions.py)
     extensions: dict[str, int] = field(default_factory=dict)  # stage name -> extensions decided so far
+    # stage name -> the precision it trains in, as its trainer resolved it (``PrecisionChoice.to_dict()``:
+    # requested, chosen, reason, matmul peaks in FLOP/s); rewritten each time the stage (re)starts
+    precision: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunState":

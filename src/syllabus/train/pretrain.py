@@ -1,7 +1,8 @@
 """``PreTrainer(config).train()``: one stage from a ``PreTrainingConfig`` — sources, tokenizer, model, loop.
 
-This is what ``syllabus pretrain`` runs. The run folder gets ``run_config.yaml``, ``tokenizer.json``
-(trained on the data when none is given), ``metrics.jsonl`` and ``checkpoints/``.
+This is what ``syllabus pretrain`` runs. The run folder gets ``run_config.yaml`` (with the precision that
+``mixed_precision`` resolved to), ``tokenizer.json`` (trained on the data when none is given),
+``metrics.jsonl`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from syllabus.config.source import SourceSpec
 from syllabus.model import Transformer
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
+from syllabus.train.precision import PrecisionChoice
 from syllabus.train.run_lock import RunLock
 from syllabus.train.stops import StopRequest
 from syllabus.train.trainer import Trainer, TrainResult
@@ -32,8 +34,9 @@ class PreTrainer:
     joins the ``torchrun`` process group when the environment has one (and leaves it on return or error);
     installs SIGINT/SIGTERM handlers for the run (a first signal finishes the step and saves, a second stops
     at once) and restores the previous ones; takes an advisory lock on ``out_dir/.lock``; on CPU sets glibc's
-    malloc to keep freed memory (``host_memory``); writes ``run_config.yaml``, ``tokenizer.json`` (trained
-    on the data when none is given), ``metrics.jsonl`` and ``checkpoints/`` under ``out_dir``. Raises
+    malloc to keep freed memory (``host_memory``); writes ``run_config.yaml`` (with a ``precision`` block once
+    it is resolved, see ``write_run_config``), ``tokenizer.json`` (trained on the data when none is given),
+    ``metrics.jsonl`` and ``checkpoints/`` under ``out_dir``. Raises
     ``ConfigError`` (bad setting, a refused checkpoint, a folder in use) and ``RunHalted`` (the run stopped
     itself, its newest checkpoint intact)."""
 
@@ -67,7 +70,7 @@ class PreTrainer:
         with StopRequest() as stop, RunLock(self.out_dir, enabled=dist.is_main):
             if dist.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                (self.out_dir / "run_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+                write_run_config(self.out_dir, cfg)
             tokenizer = obtain_tokenizer(cfg, sources, self.out_dir, dist)
             torch.manual_seed(cfg.seed)  # the same on every rank: every rank builds the same model
             model = Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())))
@@ -90,6 +93,7 @@ class PreTrainer:
                 except ckpt.CheckpointError as err:  # refused (e.g. holds code): nothing was run, say so plainly
                     raise ConfigError(f"resume: {err}") from None
             if dist.is_main:
+                write_run_config(self.out_dir, cfg, trainer.precision)  # as resolved (and kept, on resume)
                 log.info("model: %.2fM parameters; %d tokens per step; %d rank(s), %s; run folder %s",
                          model.num_parameters() / 1e6, cfg.tokens_per_step * dist.world_size, dist.world_size,
                          dist.strategy, self.out_dir)
@@ -97,6 +101,18 @@ class PreTrainer:
                 return trainer.train()
             finally:
                 trainer.metrics.close()
+
+
+def write_run_config(out_dir: Path, cfg: PreTrainingConfig, precision: PrecisionChoice | None = None) -> None:
+    """Write ``out_dir/run_config.yaml``: every field of ``cfg`` as given (``mixed_precision: auto`` stays
+    ``auto``), then, once the trainer has resolved it, a ``precision`` block: ``requested``, ``chosen`` (fp32,
+    bf16, fp16), ``reason`` and ``peaks`` (the measured matmul peaks, FLOP/s), as in a checkpoint's
+    ``run_config.json``. The file still reads back as ``--config``: the config drops that block (see
+    ``PreTrainingConfig``). Replaces the file; the caller is the main rank."""
+    data = cfg.model_dump()
+    if precision is not None:
+        data["precision"] = precision.to_dict()
+    (out_dir / "run_config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def resolve_sources(cfg: PreTrainingConfig) -> tuple[dict[str, SourceSpec], dict[str, float]]:

@@ -1,8 +1,9 @@
 """One stage's training loop: accumulate, clip, step, log, evaluate, checkpoint, stop on request.
 
 The loop knows nothing of other stages. What changes with the step (learning rate, sequence length,
-batch shape) comes from ``schedule``; what is saved and how comes from ``checkpoint``. Resume is exact:
-weights, optimizer moments, counters, RNG and the data position are all restored.
+batch shape) comes from ``schedule``; what is saved, how, and how it is restored comes from
+``trainer_checkpoints``. Resume is exact: weights, optimizer moments, counters, RNG and the data position are
+all restored.
 """
 
 from __future__ import annotations
@@ -18,21 +19,19 @@ from typing import Callable
 import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
-from syllabus.train import checkpoint as ckpt
-from syllabus.train import faults, recovery, sharded_checkpoint
-from syllabus.train.background_save import BackgroundSave, host_copy
+from syllabus.train import faults, recovery
 from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
 from syllabus.train.peaks import DTYPES
-from syllabus.train.precision import PrecisionChoice, log_choice_once, precision_on_resume, resolve_on_all_ranks
+from syllabus.train.precision import PrecisionChoice, log_choice_once, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
 from syllabus.train.throughput import PeakEstimate
+from syllabus.train.trainer_checkpoints import TrainerCheckpoints
 
 log = logging.getLogger("syllabus")
-
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Trainer:
     may set ``trainer.lr_multiplier`` or call ``trainer.request_stop(reason)``; ``step_hooks`` are called as
     ``hook(trainer)`` after every optimizer step (e.g. the plan's in-stage benchmark tasks). ``extra_state``
     is saved in every checkpoint and handed back to ``load_extra_state`` whenever one is restored (resume or
-    rollback).
+    rollback). Saving and restoring are ``self.checkpoints`` (``trainer_checkpoints.TrainerCheckpoints``).
     """
 
     def __init__(self, config: PreTrainingConfig, model: torch.nn.Module, tokenizer, batches, *,
@@ -88,7 +87,7 @@ class Trainer:
                                  config=config.model_dump()) if self.dist.is_main else NullLog()
         self.metrics = metrics
         self.optimizer = build_optimizer(self.raw_model, config, self.dist.device)
-        self._use_precision(self.precision)
+        self.use_precision(self.precision)
         self.step = 0
         self.tokens_seen = 0
         self.nonfinite_skips = 0  # total
@@ -97,51 +96,16 @@ class Trainer:
         self.lr_multiplier = 1.0
         self.stop = stop or StopRequest()
         self._stop_reason: str | None = None
-        self._last_val: dict = {}
-        self._saved: tuple[int, Path | None] | None = None
-        self._background = BackgroundSave()  # the periodic save in flight under async_save
+        self.last_val: dict = {}  # the newest evaluation record
+        self.checkpoints = TrainerCheckpoints(self)  # save, restore, the background save in flight
         self._eval_sets: dict[str, list] = {}
 
-    # --- resume -------------------------------------------------------------------------------
+    # --- checkpoints (trainer_checkpoints) ------------------------------------------------------
     def restore(self, path: str | Path) -> dict:
         """Continue from a checkpoint folder: weights, optimizer, counters, RNG and data position.
 
         Returns what ``extra_state`` had saved (e.g. the plan's forgetting-gate state)."""
-        path = Path(path)
-        state = ckpt.load_trainer_state(path)
-        if sharded_checkpoint.is_sharded(path):  # written by FSDP2: DCP reshards to this world and strategy
-            sharded_checkpoint.load_sharded_into(path, self.raw_model, self.optimizer, collective=self.dist.sharded)
-        elif self.dist.sharded:  # a single-folder checkpoint continued under FSDP2
-            sharded_checkpoint.load_full_into_sharded(self.raw_model, self.optimizer, ckpt.load_model_state(path),
-                                                      state["optimizer"])
-        else:
-            ckpt.load_weights(self.raw_model, ckpt.load_model_state(path))
-            self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("precision"):  # auto keeps the checkpoint's precision; an explicit value is obeyed
-            self._use_precision(precision_on_resume(self.precision, PrecisionChoice.from_dict(state["precision"])))
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
-        self.nonfinite_skips = state.get("nonfinite_skips", 0)
-        self.best_val_loss = state.get("best_val_loss", math.inf)
-        self.lr_multiplier = state.get("lr_multiplier", 1.0)
-        self.nonfinite.rollbacks = max(self.nonfinite.rollbacks, state.get("rollbacks", 0))
-        self._last_val = state.get("last_val", {})  # a stage resumed at its end still knows its final evaluation
-        self._saved = None
-        torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self.batches.load_state_dict(state["data"])
-        log.info("resumed from %s at step %d (%d tokens seen)", path, self.step, self.tokens_seen)
-        extra = state.get("extra", {})
-        if extra and self.load_extra_state is not None:
-            self.load_extra_state(extra)
-        return extra
-
-    def _use_precision(self, choice: PrecisionChoice) -> None:
-        self.precision = choice
-        self.amp_dtype = DTYPES[choice.chosen]
-        self.scaler = torch.amp.GradScaler(self.dist.device.type) if choice.chosen == "fp16" else None
+        return self.checkpoints.restore(path)
 
     def save(self, required: bool = True) -> Path | None:
         """Write a checkpoint of the current step and prune old ones; once per step. Called on every rank:
@@ -150,82 +114,19 @@ class Trainer:
         A save that fails (e.g. disk full) leaves the previous checkpoints intact; it stops the run with
         ``RunHalted``, unless it is not ``required`` (periodic, best) and ``on_save_error`` is ``continue``
         (see ``recovery``)."""
-        if required:
-            self.wait_for_saves()
-        if self._saved is not None and self._saved[0] == self.step:
-            return self._saved[1]
-        try:
-            path = self._write_checkpoint(background=self.config.async_save and not required)
-        except OSError as err:
-            recovery.save_failed(self, err, required)  # raises unless this save may be skipped
-            return None
-        self._saved = (self.step, path)
-        return path
+        return self.checkpoints.save(required)
 
     def wait_for_saves(self) -> None:
         """Block until the background save in flight (if any) is renamed into place; a failure of it is handled
         as that of an optional save (``on_save_error``)."""
-        try:
-            self._background.wait()
-        except OSError as err:
-            if self._saved is not None and self._saved[0] == self._background.step:
-                self._saved = None  # that step has no checkpoint after all
-            recovery.save_failed(self, err, required=False, step=self._background.step)
+        self.checkpoints.wait()
 
-    def _write_checkpoint(self, background: bool = False) -> Path | None:
-        """Write this step's checkpoint; with ``background`` the state is copied to host memory here and written
-        by ``self._background`` (returns the folder it will have)."""
-        if background:
-            self._background.wait()  # at most one in flight; an error of the previous one surfaces here
-        state = {
-            "step": self.step, "tokens_seen": self.tokens_seen,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "nonfinite_skips": self.nonfinite_skips, "best_val_loss": self.best_val_loss,
-            "lr_multiplier": self.lr_multiplier, "rollbacks": self.nonfinite.rollbacks, "last_val": self._last_val,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "data": self.batches.state_dict(), "extra": self.extra_state() if self.extra_state else {},
-            "precision": self.precision.to_dict(),
-        }
-        path = None
-        json_files = {"model_config.json": self.raw_model.config.model_dump(),
-                      "run_config.json": {"stage": self.stage, **self.config.model_dump(),
-                                          "precision": self.precision.to_dict()}}
-        text_files = {"tokenizer.json": self.tokenizer.to_str()}
-        keep = self.config.keep_last_n_checkpoints
-        if self.dist.sharded and background:
-            path = sharded_checkpoint.save_sharded_checkpoint_async(
-                self.checkpoint_dir, self.step, self.raw_model, self.optimizer, host_copy(state),
-                is_main=self.dist.is_main, json_files=json_files, text_files=text_files,
-                background=self._background, keep=keep)
-            return path if self.dist.is_main else None
-        if self.dist.sharded:
-            written = sharded_checkpoint.save_sharded_checkpoint(
-                self.checkpoint_dir, self.step, self.raw_model, self.optimizer, state, is_main=self.dist.is_main,
-                json_files=json_files, text_files=text_files)
-            if self.dist.is_main:
-                path = written
-                ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
-        elif self.dist.is_main and background:
-            state["optimizer"] = self.optimizer.state_dict()
-            state = host_copy(state)
-            weights = host_copy(ckpt.model_state_for_saving(self.raw_model))
-            root, step = self.checkpoint_dir, self.step
-
-            def write() -> Path:
-                written = ckpt.save_checkpoint(root, step, weights, state, json_files=json_files,
-                                               text_files=text_files)
-                ckpt.prune_checkpoints(root, keep)
-                return written
-            self._background.start(step, write)
-            path = root / f"step_{step}"
-        elif self.dist.is_main:
-            state["optimizer"] = self.optimizer.state_dict()
-            path = ckpt.save_checkpoint(self.checkpoint_dir, self.step, ckpt.model_state_for_saving(self.raw_model),
-                                        state, json_files=json_files, text_files=text_files)
-            ckpt.prune_checkpoints(self.checkpoint_dir, self.config.keep_last_n_checkpoints)
-        self.dist.barrier()
-        return path
+    def use_precision(self, choice: PrecisionChoice) -> None:
+        """Compute in ``choice.chosen`` from now on: the autocast dtype, and a fresh ``GradScaler`` for fp16
+        (None otherwise)."""
+        self.precision = choice
+        self.amp_dtype = DTYPES[choice.chosen]
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if choice.chosen == "fp16" else None
 
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason
@@ -266,23 +167,16 @@ class Trainer:
                 last_path = self.save()
             self.wait_for_saves()
             if self.step >= cfg.max_steps and last_path is not None:
-                ckpt.alias_checkpoint(last_path, "final")
+                self.checkpoints.alias(last_path, "final")
             self._log_data_report()
         finally:
-            self._finish_background_save()
+            self.checkpoints.finish()
             if owns_handlers:
                 self.stop.uninstall()
             if progress:
                 progress.close()
         stopped_by = self.stop.signal_name or self._stop_reason
-        return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self._last_val)
-
-    def _finish_background_save(self) -> None:
-        """On the way out, also after an error: let the save in flight finish, so a stop never loses it."""
-        try:
-            self._background.wait()
-        except Exception as err:
-            log.error("the background checkpoint save of step %s failed: %s", self._background.step, err)
+        return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self.last_val)
 
     def _should_stop(self) -> bool:
         """Whether to leave the loop now; the same answer on every rank (one all-reduce per step).
@@ -443,7 +337,7 @@ class Trainer:
         record = {"step": self.step, "tokens_seen": self.tokens_seen, **losses}
         if self.stage:
             record["stage"] = self.stage
-        self._last_val = record
+        self.last_val = record
         if self.dist.is_main:
             self.metrics.log(record)
             log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4f}" for k, v in record.items()
@@ -455,7 +349,7 @@ class Trainer:
             self.best_val_loss = val
             path = self.save(required=False)
             if path is not None:
-                self._background.then(lambda written: ckpt.alias_checkpoint(written, "best"), path)
+                self.checkpoints.alias(path, "best")
         return record
 
 
