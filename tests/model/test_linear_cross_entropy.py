@@ -66,3 +66,17 @@ def test_no_grad_loss_matches_and_bf16_autocast_is_close():
     assert torch.allclose(ours, ref, atol=1e-2)
     ours.backward()
     assert wg.grad.dtype == torch.float32 and torch.isfinite(wg.grad).all()
+
+
+def test_a_label_far_below_the_best_logit_keeps_its_exact_loss():
+    """Its probability underflows fp32 (exp(-300) = 0): the loss must still be logsumexp - logit, not inf."""
+    x = torch.zeros(3, 2)
+    x[:, 0] = 1.0
+    weight = torch.tensor([[300.0, 0.0], [0.0, 0.0], [1.0, 0.0]]).requires_grad_()
+    labels = torch.tensor([1, 0, 2])
+    loss = linear_cross_entropy(x, weight, labels)
+    expected = _reference(x, weight, labels)
+    assert torch.isfinite(loss) and loss.item() > 99  # row 0: 300 nats below its best logit
+    assert torch.allclose(loss, expected, rtol=1e-6)
+    loss.backward()
+    assert torch.isfinite(weight.grad).all()

@@ -360,32 +360,49 @@ LOSS_CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk of linear_cross_entropy (16
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """Per chunk of rows: logits in the matmul dtype, one fused fp32 softmax, the loss as -log p[label] and the
+    unscaled gradient p - onehot cast back for the two matmuls; 1/count (and the upstream gradient) scale the
+    small results in backward. Rows whose label probability underflows (< ``_TINY``, a label over ~69 nats
+    below the best) are scored again exactly as logsumexp - logit."""
+
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
         valid = labels != -100
         count = valid.sum().clamp(min=1).float()
+        masked = not bool(valid.all())
+        targets = labels.clamp(min=0)[:, None]
         rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
-        loss = torch.zeros((), device=x.device)
+        picked = torch.empty(x.shape[0], device=x.device)  # p[label] per row, fp32
         dx = torch.empty_like(x) if needs_grad else None
         dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
         with torch.autocast(x.device.type, enabled=False):
             for i in range(0, x.shape[0], rows):
-                xc, lc, vc = x[i:i + rows], labels[i:i + rows].clamp(min=0)[:, None], valid[i:i + rows]
-                logits = (xc @ weight.T).float()
-                lse = torch.logsumexp(logits, dim=-1)
-                loss += torch.where(vc, lse - logits.gather(1, lc)[:, 0], 0.0).sum()
-                if needs_grad:  # d loss / d logits = (softmax - onehot) / count, for valid rows
-                    grad = torch.exp_(logits.sub_(lse[:, None])).scatter_add_(1, lc, torch.full_like(lse, -1.0)[:, None])
-                    grad = grad.mul_((vc / count)[:, None]).to(x.dtype)
+                xc, tc = x[i:i + rows], targets[i:i + rows]
+                p = torch.softmax((xc @ weight.T).float(), dim=-1)
+                picked[i:i + rows] = p.gather(1, tc)[:, 0]
+                if needs_grad:  # d loss / d logits = (p - onehot) / count on valid rows; 1/count in backward
+                    p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device))
+                    if masked:
+                        p.mul_(valid[i:i + rows, None])
+                    grad = p.to(x.dtype)
                     dx[i:i + rows] = grad @ weight
                     dw += (grad.T @ xc).float()  # summed over chunks in fp32
-        ctx.save_for_backward(dx, dw)
-        return loss / count
+            losses = -torch.log(picked)
+            underflow = valid & (picked < _TINY)
+            if bool(underflow.any()):
+                logits = (x[underflow] @ weight.T).float()
+                losses[underflow] = torch.logsumexp(logits, -1) - logits.gather(1, targets[underflow])[:, 0]
+        ctx.save_for_backward(dx, dw, count)
+        return torch.where(valid, losses, 0.0).sum() / count
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        dx, dw = ctx.saved_tensors
-        return (dx * grad_loss).to(dx.dtype), (dw * grad_loss).to(dx.dtype), None, None
+        dx, dw, count = ctx.saved_tensors
+        scale = grad_loss / count
+        return (dx * scale).to(dx.dtype), (dw * scale).to(dx.dtype), None, None
+
+
+_TINY = 1e-30  # fp32 probabilities below this lose digits (subnormals start at 1.2e-38)
 
 
 def padded_positions(valid: Tensor, T: int, start: int, rope_cos: Tensor, rope_sin: Tensor):
