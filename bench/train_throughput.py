@@ -18,8 +18,9 @@ Noise control: every configuration is warmed up first (compile happens there), t
 A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds. MFU divides
 ``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s of the row's precision measured in
 this same run (``MFU``; before and after the rows, the higher reading) and by the fastest precision's (``MFU best``).
-Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during the
-system's measured steps (``/proc/self/clear_refs`` resets it; ``malloc_trim`` first), on GPU
+Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during one more
+step after the timed rounds (``malloc_trim`` first, then ``/proc/self/clear_refs`` resets the mark; the
+timed steps run untouched, as in training), on GPU
 ``torch.cuda.max_memory_allocated``. The last line is one JSON object (see ``--help``).
 """
 
@@ -250,15 +251,22 @@ def cpu_flags() -> str:
 
 
 # --- the measurement --------------------------------------------------------------------------------------
-def run_round(runner: Runner, steps: int, device: str) -> None:
+def run_round(runner: Runner, steps: int) -> None:
+    """``steps`` timed steps as a training run takes them (nothing between them: no trimming of freed memory,
+    which would make the next step fault its buffers back in)."""
     seconds = data = 0.0
-    with step_memory(runner.memory, device):
-        for _ in range(steps):
-            s, d, _ = runner.step()
-            seconds, data = seconds + s, data + d
+    for _ in range(steps):
+        s, d, _ = runner.step()
+        seconds, data = seconds + s, data + d
     runner.round_tps.append(steps * runner.tokens_per_step / seconds)
     runner.step_seconds += seconds
     runner.data_seconds += data
+
+
+def measure_memory(runner: Runner, device: str) -> None:
+    """One more, untimed step under ``step_memory`` (freed memory trimmed first, then the high-water mark)."""
+    with step_memory(runner.memory, device):
+        runner.step()
 
 
 def profile_step(runner: Runner, steps: int = 3) -> None:
@@ -331,8 +339,9 @@ def main() -> None:
                     group.append(r)
                 for _ in range(rounds):  # A B A B ...
                     for r in group:
-                        run_round(r, steps, device)
+                        run_round(r, steps)
                 for r in group:
+                    measure_memory(r, device)
                     r.memory["state"] = state_bytes(r.model, r.optimizer)
                     r.memory["estimate"] = memory_estimate(
                         SHAPES[shape][0], SHAPES[shape][1], SHAPES[shape][2], dtype,
