@@ -356,7 +356,8 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
     return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
 
 
-LOSS_CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk of linear_cross_entropy (16 MB)
+LOSS_CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk of linear_cross_entropy (16 MB) when the matmuls run in bf16/fp16
+FP32_CHUNK_FACTOR = 4  # fp32 matmuls: 4x larger chunks (64 MB), 2-4% faster fp32 steps; no gain in bf16, +100 MB
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -371,7 +372,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         count = valid.sum().clamp(min=1).float()
         masked = not bool(valid.all())
         targets = labels.clamp(min=0)[:, None]
-        rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
+        elements = LOSS_CHUNK_ELEMENTS * (FP32_CHUNK_FACTOR if x.dtype == torch.float32 else 1)
+        rows = max(256, elements // weight.shape[0])
         picked = torch.empty(x.shape[0], device=x.device)  # p[label] per row, fp32
         dx = torch.empty_like(x) if needs_grad else None
         dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
