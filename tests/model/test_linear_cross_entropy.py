@@ -80,3 +80,19 @@ def test_a_label_far_below_the_best_logit_keeps_its_exact_loss():
     assert torch.allclose(loss, expected, rtol=1e-6)
     loss.backward()
     assert torch.isfinite(weight.grad).all()
+
+
+def test_training_forward_compiles_as_one_graph_without_breaks():
+    """``compile: true`` gets the whole model and loss as one graph: no data-dependent branch in the loss."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=160, max_position_embeddings=128)
+    model = Transformer(config)
+    ids = torch.randint(0, 512, (2, 32))
+    labels = ids.roll(-1, 1)
+    labels[:, -3:] = -100
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(model)(ids, labels)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons

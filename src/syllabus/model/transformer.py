@@ -361,50 +361,44 @@ FP32_CHUNK_FACTOR = 4  # fp32 matmuls: 4x larger chunks (64 MB), 2-4% faster fp3
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Per chunk of rows: logits in the matmul dtype, one fused fp32 softmax, the loss as -log p[label] and the
-    unscaled gradient p - onehot cast back for the two matmuls; 1/count (and the upstream gradient) scale the
-    small results in backward. Rows whose label probability underflows (< ``_TINY``, a label over ~69 nats
-    below the best) are scored again exactly as logsumexp - logit."""
+    """Per chunk of rows: logits in the matmul dtype, one fused fp32 softmax p, and the unscaled gradient
+    p - onehot cast back for the two matmuls; padding rows (label -100) are zeroed on the small side (the rows
+    of x and of dx). The loss is logsumexp - logit without a second pass of exponentials: the largest logit m
+    has p = exp(m - logsumexp), so logsumexp = m - log p[argmax] (p[argmax] >= 1/vocab never underflows).
+    1/count and the upstream gradient scale dx and dw in backward. No data-dependent branch: compiles as one
+    graph."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
         valid = labels != -100
         count = valid.sum().clamp(min=1).float()
-        masked = not bool(valid.all())
+        keep = valid[:, None].to(x.dtype)  # 1 for rows with a label, 0 for padding
         targets = labels.clamp(min=0)[:, None]
         elements = LOSS_CHUNK_ELEMENTS * (FP32_CHUNK_FACTOR if x.dtype == torch.float32 else 1)
         rows = max(256, elements // weight.shape[0])
-        picked = torch.empty(x.shape[0], device=x.device)  # p[label] per row, fp32
+        loss = torch.zeros((), device=x.device)
         dx = torch.empty_like(x) if needs_grad else None
         dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
         with torch.autocast(x.device.type, enabled=False):
             for i in range(0, x.shape[0], rows):
-                xc, tc = x[i:i + rows], targets[i:i + rows]
-                p = torch.softmax((xc @ weight.T).float(), dim=-1)
-                picked[i:i + rows] = p.gather(1, tc)[:, 0]
-                if needs_grad:  # d loss / d logits = (p - onehot) / count on valid rows; 1/count in backward
-                    p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device))
-                    if masked:
-                        p.mul_(valid[i:i + rows, None])
-                    grad = p.to(x.dtype)
-                    dx[i:i + rows] = grad @ weight
-                    dw += (grad.T @ xc).float()  # summed over chunks in fp32
-            losses = -torch.log(picked)
-            underflow = valid & (picked < _TINY)
-            if bool(underflow.any()):
-                logits = (x[underflow] @ weight.T).float()
-                losses[underflow] = torch.logsumexp(logits, -1) - logits.gather(1, targets[underflow])[:, 0]
+                xc, tc, kc = x[i:i + rows], targets[i:i + rows], keep[i:i + rows]
+                logits = xc @ weight.T
+                best, at = logits.max(dim=-1, keepdim=True)
+                p = torch.softmax(logits.float(), dim=-1)
+                lse = best.float() - torch.log(p.gather(1, at))
+                loss += ((lse - logits.gather(1, tc).float()) * kc).sum()
+                if needs_grad:  # d loss / d logits = (p - onehot) / count on rows with a label
+                    grad = p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device)).to(x.dtype)
+                    dx[i:i + rows] = (grad @ weight).mul_(kc)
+                    dw += (grad.T @ (xc * kc)).float()  # summed over chunks in fp32
         ctx.save_for_backward(dx, dw, count)
-        return torch.where(valid, losses, 0.0).sum() / count
+        return loss / count
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
         dx, dw, count = ctx.saved_tensors
         scale = grad_loss / count
         return (dx * scale).to(dx.dtype), (dw * scale).to(dx.dtype), None, None
-
-
-_TINY = 1e-30  # fp32 probabilities below this lose digits (subnormals start at 1.2e-38)
 
 
 def padded_positions(valid: Tensor, T: int, start: int, rope_cos: Tensor, rope_sin: Tensor):
