@@ -12,6 +12,17 @@ def _reference(x, weight, labels):
     return F.cross_entropy((x @ weight.T).float(), labels, ignore_index=-100)
 
 
+def _model_and_batch(rows: int, length: int, padded: int):
+    """A 2-layer model (vocab 512, tied embeddings) and a [rows, length] batch whose last ``padded`` labels are -100."""
+    torch.manual_seed(0)
+    config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=160, max_position_embeddings=128)
+    ids = torch.randint(0, 512, (rows, length))
+    labels = ids.roll(-1, 1)
+    labels[:, -padded:] = -100
+    return Transformer(config), ids, labels
+
+
 @pytest.mark.parametrize("vocab", [96, 5000])
 def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
     monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
@@ -34,13 +45,7 @@ def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
 
 def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(monkeypatch):
     monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)  # 256-row chunks
-    torch.manual_seed(0)
-    config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=160, max_position_embeddings=128)
-    model = Transformer(config)
-    ids = torch.randint(0, 512, (4, 100))
-    labels = ids.roll(-1, 1)
-    labels[:, -5:] = -100
+    model, ids, labels = _model_and_batch(rows=4, length=100, padded=5)
     full = F.cross_entropy(model(ids).float().view(-1, 512), labels.reshape(-1), ignore_index=-100)
     full.backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -86,13 +91,7 @@ def test_training_forward_compiles_as_one_graph_without_breaks():
     """``compile: true`` gets the whole model and loss as one graph: no data-dependent branch in the loss."""
     import torch._dynamo
 
-    torch.manual_seed(0)
-    config = model_config_for("tiny", vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=160, max_position_embeddings=128)
-    model = Transformer(config)
-    ids = torch.randint(0, 512, (2, 32))
-    labels = ids.roll(-1, 1)
-    labels[:, -3:] = -100
+    model, ids, labels = _model_and_batch(rows=2, length=32, padded=3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         explained = torch._dynamo.explain(model)(ids, labels)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
