@@ -23,6 +23,15 @@ GOOD = {
 }
 
 
+def assert_one_problem(plan: dict, expected: str) -> None:
+    """``plan`` is refused with exactly one problem line, starting with ``expected``."""
+    with pytest.raises(ConfigError) as err:
+        validate(PlanConfig, plan)
+    problems = str(err.value).splitlines()
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(expected), problems
+
+
 def edited(path: str, value):
     plan = copy.deepcopy(GOOD)
     node = plan
@@ -55,11 +64,7 @@ def test_good_plan_is_accepted():
     ("forgetting", {"action": "panic"}, "forgetting.action: Input should be 'warn', 'reduce_lr', 'replay' or 'stop'"),
 ])
 def test_each_invalid_plan_gives_one_line(path, value, expected):
-    with pytest.raises(ConfigError) as err:
-        validate(PlanConfig, edited(path, value))
-    problems = str(err.value).splitlines()
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(expected), problems
+    assert_one_problem(edited(path, value), expected)
 
 
 def test_special_token_repeated_in_a_later_stage():

@@ -6,7 +6,7 @@ import pytest
 
 from syllabus.config import ConfigError, validate
 from syllabus.config.plan import PlanConfig
-from tests.plan.test_plan_config import GOOD, edited
+from tests.plan.test_plan_config import GOOD, assert_one_problem, edited
 
 
 def test_stage_evaluation_extends_or_replaces_the_plans():
@@ -47,11 +47,7 @@ def test_decision_points_parse():
     ("stages.1.expect", {"on_miss": "stop"}, "stages.1.expect: on_miss and extend need at least one target"),
 ])
 def test_each_invalid_evaluation_gives_one_line(path, value, expected):
-    with pytest.raises(ConfigError) as err:
-        validate(PlanConfig, edited(path, value))
-    problems = str(err.value).splitlines()
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(expected), problems
+    assert_one_problem(edited(path, value), expected)
 
 
 def test_a_run_folder_from_before_stage_evaluation_still_resumes():

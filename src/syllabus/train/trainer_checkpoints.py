@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+
 import torch
 
 from syllabus.train import checkpoint as ckpt
