@@ -23,9 +23,11 @@ def _model_and_batch(rows: int, length: int, padded: int):
     return Transformer(config), ids, labels
 
 
+@pytest.mark.parametrize("group_elements", [2**24, 1], ids=["one-group", "a-group-per-chunk"])
 @pytest.mark.parametrize("vocab", [96, 5000])
-def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
+def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, group_elements, monkeypatch):
     monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
+    monkeypatch.setattr(transformer, "LOSS_GROUP_ELEMENTS", group_elements)
     torch.manual_seed(0)
     x = torch.randn(700, 48, dtype=torch.float64).float().requires_grad_()
     weight = (0.1 * torch.randn(vocab, 48)).requires_grad_()
@@ -43,8 +45,10 @@ def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, monkeypatch):
         assert torch.allclose(ref, ours, atol=1e-5, rtol=1e-5)
 
 
-def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(monkeypatch):
+@pytest.mark.parametrize("group_elements", [2**24, 1], ids=["one-group", "a-group-per-chunk"])
+def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(group_elements, monkeypatch):
     monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)  # 256-row chunks
+    monkeypatch.setattr(transformer, "LOSS_GROUP_ELEMENTS", group_elements)
     model, ids, labels = _model_and_batch(rows=4, length=100, padded=5)
     full = F.cross_entropy(model(ids).float().view(-1, 512), labels.reshape(-1), ignore_index=-100)
     full.backward()

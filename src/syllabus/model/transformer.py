@@ -343,11 +343,14 @@ class Transformer(nn.Module):
 
 
 def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy of ``x @ weight.T`` over labels != -100, the logits made a chunk of rows at a time.
+    """Mean cross-entropy of ``x @ weight.T`` over labels != -100, without materialising fp32 logits.
 
-    The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)`` (matmuls in the
-    autocast dtype, softmax in fp32), but the [tokens, vocab] fp32 logits never exist: when gradients are
-    needed they are computed chunk by chunk in the forward pass, so backward is two multiplications.
+    ``x``: [tokens, hidden], ``weight``: [vocab, hidden], ``labels``: int64 [tokens] (-100 = not counted).
+    Returns a float32 scalar. The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)``
+    (matmuls in the autocast dtype, softmax in fp32); the [tokens, vocab] fp32 logits never exist. When
+    gradients are needed they are computed in the forward pass, so backward is two multiplications by a
+    scalar. Memory: one [rows, vocab] buffer in the matmul dtype (``LOSS_GROUP_ELEMENTS``) and one fp32 softmax
+    chunk (``LOSS_CHUNK_ELEMENTS``).
     """
     device = x.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
@@ -356,17 +359,19 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
     return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
 
 
-LOSS_CHUNK_ELEMENTS = 2**22  # fp32 logits per chunk of linear_cross_entropy (16 MB) when the matmuls run in bf16/fp16
-FP32_CHUNK_FACTOR = 4  # fp32 matmuls: 4x larger chunks (64 MB), 2-4% faster fp32 steps; no gain in bf16, +100 MB
+LOSS_CHUNK_ELEMENTS = 2**22  # fp32 softmax per chunk of rows (16 MB)
+LOSS_GROUP_ELEMENTS = 2**24  # logits, then their gradient, per group of rows in the matmul dtype (32 MB in bf16)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Per chunk of rows: logits in the matmul dtype, one fused fp32 softmax p, and the unscaled gradient
-    p - onehot cast back for the two matmuls; padding rows (label -100) are zeroed on the small side (the rows
+    """Per group of rows, three matmuls: logits = x·Wᵀ into one buffer in the matmul dtype; per chunk of its rows
+    a fused fp32 softmax p, the loss, and the unscaled gradient p - onehot written back over the chunk's logits;
+    then dx = grad·W and dw = gradᵀ·x (two large matmuls, not one small pair per chunk, and no fp32 dw
+    accumulator unless there are several groups). Padding rows (label -100) are zeroed on the small side (rows
     of x and of dx). The loss is logsumexp - logit without a second pass of exponentials: the largest logit m
-    has p = exp(m - logsumexp), so logsumexp = m - log p[argmax] (p[argmax] >= 1/vocab never underflows).
-    1/count and the upstream gradient scale dx and dw in backward. No data-dependent branch: compiles as one
-    graph."""
+    has p = exp(m - logsumexp), the largest p, so logsumexp = m - log max(p) (max(p) >= 1/vocab never
+    underflows). 1/count and the upstream gradient scale dx and dw in backward. No data-dependent branch:
+    compiles as one graph."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
@@ -374,23 +379,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
         count = valid.sum().clamp(min=1).float()
         keep = valid[:, None].to(x.dtype)  # 1 for rows with a label, 0 for padding
         targets = labels.clamp(min=0)[:, None]
-        elements = LOSS_CHUNK_ELEMENTS * (FP32_CHUNK_FACTOR if x.dtype == torch.float32 else 1)
-        rows = max(256, elements // weight.shape[0])
+        rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
+        group = max(rows, LOSS_GROUP_ELEMENTS // weight.shape[0] // rows * rows)
         loss = torch.zeros((), device=x.device)
         dx = torch.empty_like(x) if needs_grad else None
-        dw = torch.zeros(weight.shape, device=x.device, dtype=torch.float32) if needs_grad else None
+        dw = None
         with torch.autocast(x.device.type, enabled=False):
-            for i in range(0, x.shape[0], rows):
-                xc, tc, kc = x[i:i + rows], targets[i:i + rows], keep[i:i + rows]
-                logits = xc @ weight.T
-                best, at = logits.max(dim=-1, keepdim=True)
-                p = torch.softmax(logits.float(), dim=-1)
-                lse = best.float() - torch.log(p.gather(1, at))
-                loss += ((lse - logits.gather(1, tc).float()) * kc).sum()
-                if needs_grad:  # d loss / d logits = (p - onehot) / count on rows with a label
-                    grad = p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device)).to(x.dtype)
-                    dx[i:i + rows] = (grad @ weight).mul_(kc)
-                    dw += (grad.T @ (xc * kc)).float()  # summed over chunks in fp32
+            for g in range(0, x.shape[0], group):
+                xg, kg = x[g:g + group], keep[g:g + group]
+                logits = xg @ weight.T
+                for i in range(0, xg.shape[0], rows):
+                    chunk, tc, kc = logits[i:i + rows], targets[g + i:g + i + rows], kg[i:i + rows]
+                    p = torch.softmax(chunk.float(), dim=-1)
+                    lse = chunk.amax(dim=-1, keepdim=True).float() - torch.log(p.amax(dim=-1, keepdim=True))
+                    loss += ((lse - chunk.gather(1, tc).float()) * kc).sum()
+                    if needs_grad:  # d loss / d logits = (p - onehot) / count on rows with a label
+                        chunk.copy_(p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device)))
+                if needs_grad:
+                    dx[g:g + group] = (logits @ weight).mul_(kg)
+                    dw_g = logits.T @ (xg * kg)
+                    dw = dw_g if dw is None else dw.float() + dw_g  # several groups: summed in fp32
         ctx.save_for_backward(dx, dw, count)
         return loss / count
 
