@@ -382,10 +382,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
         group = max(rows, LOSS_GROUP_ELEMENTS // weight.shape[0] // rows * rows)
         loss = torch.zeros((), device=x.device)
+        starts = range(0, x.shape[0], group)
         dx = torch.empty_like(x) if needs_grad else None
-        dw = None
+        dw = torch.zeros(weight.shape, device=x.device) if needs_grad and len(starts) > 1 else None  # fp32 sum
         with torch.autocast(x.device.type, enabled=False):
-            for g in range(0, x.shape[0], group):
+            for g in starts:
                 xg, kg = x[g:g + group], keep[g:g + group]
                 logits = xg @ weight.T
                 for i in range(0, xg.shape[0], rows):
@@ -398,7 +399,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if needs_grad:
                     dx[g:g + group] = (logits @ weight).mul_(kg)
                     dw_g = logits.T @ (xg * kg)
-                    dw = dw_g if dw is None else dw.float() + dw_g  # several groups: summed in fp32
+                    dw = dw_g if dw is None else dw.add_(dw_g)
         ctx.save_for_backward(dx, dw, count)
         return loss / count
 
