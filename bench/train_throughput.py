@@ -15,7 +15,8 @@ System ``nanogpt`` is ``bench/nanogpt_reference.py``: a GPT-2 written and traine
 the same width, depth, heads, vocabulary and parameter count (GELU MLP of 4×d instead of SwiGLU of ``ffn``).
 
 Noise control: every configuration is warmed up first (compile happens there), then the systems alternate
-A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds. MFU divides
+A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds, and a ratio
+(``x hf``, ``x nano``) is the median of the per-round ratios (``paired_ratios``), printed with its range. MFU divides
 ``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s of the row's precision measured in
 this same run (``MFU``; before and after the rows, the higher reading) and by the fastest precision's (``MFU best``).
 Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during one more
@@ -263,6 +264,13 @@ def run_round(runner: Runner, steps: int) -> None:
     runner.data_seconds += data
 
 
+def paired_ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Round-by-round throughput ratios. Round i of every system in a comparison runs back to back (A B C A B C
+    …), so a drift of the host over minutes moves both sides of a pair alike and cancels in its ratio, where
+    it would not in a ratio of the two medians."""
+    return [a / b for a, b in zip(ours, theirs)]
+
+
 def measure_memory(runner: Runner, device: str) -> None:
     """One more, untimed step under ``step_memory`` (freed memory trimmed first, then the high-water mark)."""
     with step_memory(runner.memory, device):
@@ -361,7 +369,7 @@ def main() -> None:
     rows, ratios = [], {}
     print(f"\n{'system':9s} {'shape':8s} {'dtype':5s} {'mode':8s} {'tok/s':>7s} {'rounds':>13s} {'MFU':>6s} "
           f"{'MFU best':>8s} {'peak MB':>8s} {'est MB':>7s} {'data wait':>9s} {'x hf':>6s} {'x nano':>6s}")
-    by_key = {}
+    by_key, round_tps = {}, {}
     for r in runners:
         tps = statistics.median(r.round_tps)
         peak_mb = (r.memory["state"] + r.memory.get("transient", 0)) / 2**20
@@ -374,21 +382,28 @@ def main() -> None:
                "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
         rows.append(row)
         by_key.setdefault(r.key, {})[r.system] = tps
+        round_tps.setdefault(r.key, {})[r.system] = r.round_tps
+    ranges = {}
     for r, row in zip(runners, rows):
-        group = by_key[r.key]
+        group = round_tps[r.key]
         shown = {}
         for other in ("hf-llama", "nanogpt"):
             if r.system == "syllabus" and other in group:
-                shown[other] = group["syllabus"] / group[other]
+                pairs = paired_ratios(group["syllabus"], group[other])
+                shown[other] = statistics.median(pairs)
                 ratios[f"{r.key}/{other}"] = round(shown[other], 3)
+                ranges[f"{r.key}/{other}"] = [round(min(pairs), 3), round(max(pairs), 3)]
         lo, hi = row["rounds_min_max"]
         print(f"{row['system']:9s} {row['shape']:8s} {row['dtype']:5s} {row['compile']:8s} "
               f"{row['tokens_per_sec']:7,.0f} {f'{lo:,.0f}-{hi:,.0f}':>13s} {row['mfu']:6.1%} {row['mfu_best']:8.1%} "
               f"{row['peak_mem_mb']:8.0f} {row['estimate_mem_mb']:7.0f} {row['data_wait']:9.2%} "
               + " ".join(f"{(f'{shown[o]:.2f}x' if o in shown else ''):>6s}" for o in ("hf-llama", "nanogpt")))
+    if ranges:
+        print("\nx hf, x nano: median over rounds of syllabus's round / the reference's round run right after it; "
+              "per-round range: " + ", ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in ranges.items()))
     print(json.dumps({"machine": machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
-                      "rows": rows, "ratios": ratios}))
+                      "rows": rows, "ratios": ratios, "ratio_ranges": ranges}))
 
 
 if __name__ == "__main__":
