@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from syllabus.config.model import model_config_for
 from syllabus.model import Transformer
-from syllabus.model import transformer
-from syllabus.model.transformer import linear_cross_entropy
+from syllabus.model import loss as loss_module
+from syllabus.model.loss import linear_cross_entropy
 
 
 def _reference(x, weight, labels):
@@ -26,8 +26,8 @@ def _model_and_batch(rows: int, length: int, padded: int):
 @pytest.mark.parametrize("group_elements", [2**24, 1], ids=["one-group", "a-group-per-chunk"])
 @pytest.mark.parametrize("vocab", [96, 5000])
 def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, group_elements, monkeypatch):
-    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
-    monkeypatch.setattr(transformer, "LOSS_GROUP_ELEMENTS", group_elements)
+    monkeypatch.setattr(loss_module, "LOSS_CHUNK_ELEMENTS", 256 * 64)  # several chunks of 256 rows
+    monkeypatch.setattr(loss_module, "LOSS_GROUP_ELEMENTS", group_elements)
     torch.manual_seed(0)
     x = torch.randn(700, 48, dtype=torch.float64).float().requires_grad_()
     weight = (0.1 * torch.randn(vocab, 48)).requires_grad_()
@@ -47,8 +47,8 @@ def test_chunked_loss_and_gradients_match_full_logits_fp32(vocab, group_elements
 
 @pytest.mark.parametrize("group_elements", [2**24, 1], ids=["one-group", "a-group-per-chunk"])
 def test_model_loss_and_gradients_match_full_logits_with_tied_embeddings(group_elements, monkeypatch):
-    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)  # 256-row chunks
-    monkeypatch.setattr(transformer, "LOSS_GROUP_ELEMENTS", group_elements)
+    monkeypatch.setattr(loss_module, "LOSS_CHUNK_ELEMENTS", 1)  # 256-row chunks
+    monkeypatch.setattr(loss_module, "LOSS_GROUP_ELEMENTS", group_elements)
     model, ids, labels = _model_and_batch(rows=4, length=100, padded=5)
     full = F.cross_entropy(model(ids).float().view(-1, 512), labels.reshape(-1), ignore_index=-100)
     full.backward()

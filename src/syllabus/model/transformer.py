@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from syllabus.config.model import ModelConfig
 from syllabus.model.fused import fused_rms_norm, fused_swiglu, rms_norm, swiglu
+from syllabus.model.loss import linear_cross_entropy
 
 
 class RMSNorm(nn.Module):
@@ -340,74 +341,6 @@ class Transformer(nn.Module):
         if c.tie_word_embeddings:
             matmul_params += self.lm_head.weight.numel()
         return 6.0 * matmul_params + 12.0 * c.num_hidden_layers * c.hidden_size * seq_len
-
-
-def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy of ``x @ weight.T`` over labels != -100, without materialising fp32 logits.
-
-    ``x``: [tokens, hidden], ``weight``: [vocab, hidden], ``labels``: int64 [tokens] (-100 = not counted).
-    Returns a float32 scalar. The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)``
-    (matmuls in the autocast dtype, softmax in fp32); the [tokens, vocab] fp32 logits never exist. When
-    gradients are needed they are computed in the forward pass, so backward is two multiplications by a
-    scalar. Memory: one [rows, vocab] buffer in the matmul dtype (``LOSS_GROUP_ELEMENTS``) and one fp32 softmax
-    chunk (``LOSS_CHUNK_ELEMENTS``).
-    """
-    device = x.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-    x, weight = x.to(dtype), weight.to(dtype)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
-
-
-LOSS_CHUNK_ELEMENTS = 2**22  # fp32 softmax per chunk of rows (16 MB)
-LOSS_GROUP_ELEMENTS = 2**24  # logits, then their gradient, per group of rows in the matmul dtype (32 MB in bf16)
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Per group of rows, three matmuls: logits = x·Wᵀ into one buffer in the matmul dtype; per chunk of its rows
-    a fused fp32 softmax p, the loss, and the unscaled gradient p - onehot written back over the chunk's logits;
-    then dx = grad·W and dw = gradᵀ·x (two large matmuls, not one small pair per chunk, and no fp32 dw
-    accumulator unless there are several groups). Padding rows (label -100) are zeroed on the small side (rows
-    of x and of dx). The loss is logsumexp - logit without a second pass of exponentials: the largest logit m
-    has p = exp(m - logsumexp), the largest p, so logsumexp = m - log max(p) (max(p) >= 1/vocab never
-    underflows). 1/count and the upstream gradient scale dx and dw in backward. No data-dependent branch:
-    compiles as one graph."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
-        valid = labels != -100
-        count = valid.sum().clamp(min=1).float()
-        keep = valid[:, None].to(x.dtype)  # 1 for rows with a label, 0 for padding
-        targets = labels.clamp(min=0)[:, None]
-        rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
-        group = max(rows, LOSS_GROUP_ELEMENTS // weight.shape[0] // rows * rows)
-        loss = torch.zeros((), device=x.device)
-        starts = range(0, x.shape[0], group)
-        dx = torch.empty_like(x) if needs_grad else None
-        dw = torch.zeros(weight.shape, device=x.device) if needs_grad and len(starts) > 1 else None  # fp32 sum
-        with torch.autocast(x.device.type, enabled=False):
-            for g in starts:
-                xg, kg = x[g:g + group], keep[g:g + group]
-                logits = xg @ weight.T
-                for i in range(0, xg.shape[0], rows):
-                    chunk, tc, kc = logits[i:i + rows], targets[g + i:g + i + rows], kg[i:i + rows]
-                    p = torch.softmax(chunk.float(), dim=-1)
-                    lse = chunk.amax(dim=-1, keepdim=True).float() - torch.log(p.amax(dim=-1, keepdim=True))
-                    loss += ((lse - chunk.gather(1, tc).float()) * kc).sum()
-                    if needs_grad:  # d loss / d logits = (p - onehot) / count on rows with a label
-                        chunk.copy_(p.scatter_add_(1, tc, torch.full(tc.shape, -1.0, device=x.device)))
-                if needs_grad:
-                    dx[g:g + group] = (logits @ weight).mul_(kg)
-                    dw_g = logits.T @ (xg * kg)
-                    dw = dw_g if dw is None else dw.add_(dw_g)
-        ctx.save_for_backward(dx, dw, count)
-        return loss / count
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):
-        dx, dw, count = ctx.saved_tensors
-        scale = grad_loss / count
-        return (dx * scale).to(dx.dtype), (dw * scale).to(dx.dtype), None, None
 
 
 def padded_positions(valid: Tensor, T: int, start: int, rope_cos: Tensor, rope_sin: Tensor):
