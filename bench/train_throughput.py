@@ -364,12 +364,12 @@ def main() -> None:
     after = measure_peaks()  # a peak can only be under-read (a busy moment): keep the higher reading
     peaks = {k: max(v, after[k]) for k, v in peaks.items()}
     best = max(peaks.values())
-    print(f"in-run matmul peak (best of before/after): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
+    print("in-run matmul peak (best of before/after): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
           + " GFLOP/s")
     rows, ratios = [], {}
     print(f"\n{'system':9s} {'shape':8s} {'dtype':5s} {'mode':8s} {'tok/s':>7s} {'rounds':>13s} {'MFU':>6s} "
           f"{'MFU best':>8s} {'peak MB':>8s} {'est MB':>7s} {'data wait':>9s} {'x hf':>6s} {'x nano':>6s}")
-    by_key, round_tps = {}, {}
+    round_tps = {}
     for r in runners:
         tps = statistics.median(r.round_tps)
         peak_mb = (r.memory["state"] + r.memory.get("transient", 0)) / 2**20
@@ -381,7 +381,6 @@ def main() -> None:
                "estimate_mem_mb": round(r.memory["estimate"] / 2**20, 1),
                "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
         rows.append(row)
-        by_key.setdefault(r.key, {})[r.system] = tps
         round_tps.setdefault(r.key, {})[r.system] = r.round_tps
     ranges = {}
     for r, row in zip(runners, rows):
