@@ -15,9 +15,9 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
 
     ``x``: [tokens, hidden], ``weight``: [vocab, hidden], ``labels``: int64 [tokens] (-100 = not counted).
     Returns a float32 scalar. The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)``
-    (matmuls in the autocast dtype, softmax in fp32). When gradients are needed they are computed in the forward pass, so backward is two multiplications by a
-    scalar. Memory: one [rows, vocab] buffer in the matmul dtype (``LOSS_GROUP_ELEMENTS``) and one fp32 softmax
-    chunk (``LOSS_CHUNK_ELEMENTS``).
+    (matmuls in the autocast dtype, softmax in fp32). When gradients are needed they are computed in the
+    forward pass, so backward is two multiplications by a scalar. Memory: one [rows, vocab] buffer in the
+    matmul dtype (``LOSS_GROUP_ELEMENTS``) and one fp32 softmax chunk (``LOSS_CHUNK_ELEMENTS``).
     """
     device = x.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
