@@ -177,3 +177,73 @@ def test_loss_on_assistant_labels_only_assistant_turns(tmp_path, tok, packed):
             assert inputs.startswith("User: Say the sum")
         else:
             assert "User" not in text and "sum" not in text and "42." in text
+
+
+BOT = {"conversations": [{"from": "human", "value": "What is 12 * 4?"}, {"from": "bot", "value": "It is 48."}]}
+
+
+@pytest.mark.parametrize("role", ["bot", "chatgpt", "gpt", "model", "assistant", "ASSISTANT"])
+def test_assistant_aliases_render_as_assistant_turns(role):
+    record = {"conversations": [{"from": "human", "value": "Hi"}, {"from": role, "value": "Hello"}]}
+    text = RecordRenderer(SourceSpec(path="-", format="chat", loss_on="assistant")).render(record, Counter())
+    assert text == "User: Hi\n\nAssistant: Hello" and [text[a:b] for a, b in text.spans] == ["Hello"]
+
+
+def test_user_system_tool_aliases():
+    record = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                           {"role": "function", "content": "f"}, {"role": "tool", "content": "t"}]}
+    assert RecordRenderer(SourceSpec(path="-", format="chat")).render(record, Counter()) == \
+        "System: s\n\nUser: u\n\nTool: f\n\nTool: t"
+
+
+def test_unknown_role_is_skipped_counted_and_mapped_by_the_roles_option():
+    record = {"conversations": [{"from": "human", "value": "Tell me"}, {"from": "narrator", "value": "Once"}]}
+    skips = Counter()
+    assert RecordRenderer(SourceSpec(path="-", format="chat")).render(record, skips) is None
+    assert skips == {"unknown_role:narrator": 1}
+    mapped = RecordRenderer(SourceSpec(path="-", format="chat", loss_on="assistant",
+                                       roles={"Narrator": "assistant"}))
+    text = mapped.render(record, Counter())
+    assert text == "User: Tell me\n\nAssistant: Once" and text.spans == ((len(text) - 4, len(text)),)
+    with pytest.raises(Exception, match="roles"):
+        as_source_spec({"path": "x", "format": "chat", "roles": {"narrator": "bard"}})
+    with pytest.raises(Exception, match="roles"):
+        as_source_spec({"path": "x", "roles": {"narrator": "assistant"}})
+
+
+def test_unknown_role_source_is_refused_naming_the_role_and_the_option(tmp_path, tok):
+    narrator = {"conversations": [{"from": "human", "value": "Tell me"}, {"from": "narrator", "value": "Once"}]}
+    write(tmp_path / "chat.jsonl", [narrator] * 30)
+    spec = SourceSpec(path=str(tmp_path / "chat.jsonl"), format="chat", loss_on="assistant")
+    with pytest.raises(ConfigError) as err:
+        TextStreamDataset(spec, tok, split="train").next_batch(1, 16)
+    message = str(err.value)
+    assert "\n" not in message and "unknown_role:narrator=30" in message
+    assert "`roles: {narrator: assistant}`" in message
+
+
+def test_some_unknown_roles_warn_even_when_most_records_are_kept(tmp_path, tok, caplog):
+    narrator = {"conversations": [{"from": "human", "value": "Tell me"}, {"from": "narrator", "value": "Once"}]}
+    write(tmp_path / "chat.jsonl", [BOT] * 30 + [narrator] * 3)
+    ds = TextStreamDataset(SourceSpec(path=str(tmp_path / "chat.jsonl"), format="chat"), tok, seq_len=8,
+                           val_fraction=0.0)
+    with caplog.at_level("WARNING", logger="syllabus"):
+        ds.next_batch(2, 8)
+    assert "unknown_role:narrator=3" in caplog.text and "roles: {narrator: assistant}" in caplog.text
+
+
+def test_records_without_an_assistant_turn_train_nothing_and_are_refused(tmp_path, tok):
+    write(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "only a question"}]}] * 20)
+    spec = SourceSpec(path=str(tmp_path / "chat.jsonl"), format="chat", loss_on="assistant")
+    with pytest.raises(ConfigError, match=r"no_assistant_turn=20.*loss_on: all"):
+        TextStreamDataset(spec, tok, split="train").next_batch(1, 16)
+
+
+def test_bot_records_give_trained_labels(tmp_path, tok):
+    from syllabus.data import open_batches
+
+    write(tmp_path / "chat.jsonl", [BOT] * 40)
+    spec = SourceSpec(path=str(tmp_path / "chat.jsonl"), format="chat", loss_on="assistant")
+    batch = open_batches({"chat": spec}, {"chat": 1.0}, tok, packed=False).next_batch(2, 64)
+    trained = batch["labels"][0][batch["labels"][0] != -100].tolist()
+    assert tok.decode([t for t in trained if t != 0]) == " It is 48."

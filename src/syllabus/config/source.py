@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Options that change the rendered text: recorded in prepared shards and compared at the door.
-RENDER_OPTIONS = ("format", "text_field", "template", "calculator", "steps", "languages", "chat_template")
+RENDER_OPTIONS = ("format", "text_field", "template", "calculator", "steps", "languages", "chat_template", "roles")
+CHAT_ROLES = ("user", "assistant", "system", "tool")
 
 
 class SourceSpec(BaseModel):
@@ -38,6 +39,16 @@ class SourceSpec(BaseModel):
                                                         "renders chat records (format chat)")
     loss_on: Literal["all", "assistant"] = Field("all", description="assistant: train only on assistant turns "
                                                                    "(format chat; other tokens get label -100)")
+    roles: dict[str, Literal["user", "assistant", "system", "tool"]] = Field(
+        default_factory=dict, description="chat roles beyond the known ones mapped to user, assistant, system or "
+                                          "tool, e.g. {narrator: assistant} (format chat; a record with a role "
+                                          "neither known nor mapped is skipped and counted)")
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _lower_roles(cls, value):
+        return {str(k).lower(): (v.lower() if isinstance(v, str) else v) for k, v in value.items()} \
+            if isinstance(value, dict) else value
 
     @field_validator("template")
     @classmethod
@@ -54,6 +65,8 @@ class SourceSpec(BaseModel):
             raise ValueError("loss_on: assistant works with the default chat rendering, not a chat_template")
         if self.chat_template is not None and self.format != "chat":
             raise ValueError("chat_template: only used with format: chat")
+        if self.roles and self.format != "chat":
+            raise ValueError("roles: only used with format: chat")
         return self
 
     def render_options(self, explicit: bool = False) -> dict:

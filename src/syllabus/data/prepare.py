@@ -206,7 +206,8 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
     }
     for source in inputs:
         files = None if is_hub_spec(source) else resolve_files(source)
-        if sum(skipped.get(source, {}).values()) > kept[source]:
+        if sum(skipped.get(source, {}).values()) > kept[source] or any(
+                k.startswith("unknown_role:") for k in skipped.get(source, {})):
             problem = "no documents" if kept[source] == 0 else None
             line = explain_skips(source, skipped.get(source, Counter()), spec, files, kept[source], problem=problem)
             if problem:

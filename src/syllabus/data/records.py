@@ -11,8 +11,12 @@ Formats:
 - ``chat``: ``messages: [{role, content}]`` or ShareGPT ``conversations: [{from, value}]``, rendered with
   the default template below or a Hugging Face ``chat_template`` (Jinja, from a ``tokenizer_config.json``).
 
-Default chat template (documented, stable): each turn is ``"<Role>: <content>"`` (role capitalised,
-ShareGPT ``human``/``gpt`` read as ``user``/``assistant``), turns joined by a blank line. Tags inside the
+Default chat template (documented, stable): each turn is ``"<Role>: <content>"`` (role capitalised), turns
+joined by a blank line. Roles are read through :data:`ROLE_ALIASES` (``human`` -> user; ``gpt``, ``chatgpt``,
+``bot``, ``model`` -> assistant; ``function`` -> tool) and the source's ``roles`` option; a record with any
+other role is skipped and counted as ``unknown_role:<role>`` (never rendered under a name no turn mask
+knows). With ``loss_on: assistant`` a record without a non-empty assistant turn trains nothing and is
+skipped as ``no_assistant_turn``. Tags inside the
 content (``<think>``) are kept as written: they become one token each when the stage declares them as
 special tokens.
 
@@ -36,8 +40,12 @@ from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
 
 CHAT_FIELDS = ("messages", "conversations")
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant",
-                  "system": "system", "tool": "tool", "function": "tool"}
+# Role names real datasets use (ShareGPT, OpenAI, Gemini, tool calls), read as the four roles.
+ROLE_ALIASES = {"user": "user", "human": "user",
+                "assistant": "assistant", "gpt": "assistant", "chatgpt": "assistant", "bot": "assistant",
+                "model": "assistant",
+                "system": "system",
+                "tool": "tool", "function": "tool"}
 LANGUAGE_FIELDS = ("lang", "language")
 PATH_FIELDS = ("path", "filename", "file_name", "max_stars_repo_path")
 SOLUTION_FIELDS = ("answer", "solution", "response", "output")
@@ -59,6 +67,7 @@ class RecordRenderer:
         self.fields = _template_fields(spec.template) if spec.template else []
         self.languages = {lang.lower() for lang in spec.languages}
         self.jinja = _load_chat_template(spec.chat_template) if spec.chat_template else None
+        self.roles = {**ROLE_ALIASES, **spec.roles}
 
     # -- records --------------------------------------------------------------------------------
     def render(self, record: dict, skips: Counter) -> str | None:
@@ -121,12 +130,20 @@ class RecordRenderer:
         return text
 
     def _chat(self, record: dict, skips: Counter) -> str | None:
-        turns = chat_turns(record)
+        turns = chat_turns(record, {})
         if turns is None:
             skips["missing_field:messages"] += 1
             return None
         if not turns:
             skips["empty"] += 1
+            return None
+        unknown = next((role for role, _ in turns if role not in self.roles), None)
+        if unknown is not None:
+            skips[f"unknown_role:{unknown}"] += 1
+            return None
+        turns = [(self.roles[role], content) for role, content in turns]
+        if self.spec.loss_on == "assistant" and not any(r == "assistant" and c for r, c in turns):
+            skips["no_assistant_turn"] += 1
             return None
         if self.jinja is not None:
             return self.jinja(turns)
@@ -150,9 +167,11 @@ def language_of_path(path: str) -> str | None:
     return "markdown" if path.lower().endswith((".md", ".markdown")) else language_of(path)
 
 
-def chat_turns(record: dict) -> list[tuple[str, str]] | None:
+def chat_turns(record: dict, roles: dict[str, str] | None = None) -> list[tuple[str, str]] | None:
     """``[(role, content)]`` of a chat record (``messages`` or ShareGPT ``conversations``); ``None`` when the
-    record has neither field or they are not lists of turns."""
+    record has neither field or they are not lists of turns. Roles are lower-cased and read through ``roles``
+    (default :data:`ROLE_ALIASES`); a role not in it is kept as written (the renderer skips such records)."""
+    roles = ROLE_ALIASES if roles is None else roles
     for name in CHAT_FIELDS:
         turns = record.get(name)
         if isinstance(turns, list):
@@ -164,7 +183,7 @@ def chat_turns(record: dict) -> list[tuple[str, str]] | None:
                 content = turn.get("content", turn.get("value"))
                 if not isinstance(role, str) or not isinstance(content, str):
                     return None
-                out.append((SHAREGPT_ROLES.get(role.lower(), role.lower()), content))
+                out.append((roles.get(role.lower(), role.lower()), content))
             return out
     return None
 
@@ -253,8 +272,19 @@ def _checked_text(value, skips: Counter) -> str | None:
     return None
 
 
-def suggestion_for(fields: list[str], spec: SourceSpec) -> str:
-    """The option that would read records with these ``fields`` (empty when none is obvious)."""
+def suggestion_for(fields: list[str], spec: SourceSpec, skips: dict | None = None) -> str:
+    """The option that would read records with these ``fields`` (empty when none is obvious); with ``skips``
+    holding ``unknown_role:<role>`` counts, the ``roles`` mapping that would read those turns."""
+    unknown = sorted(k.split(":", 1)[1] for k in (skips or {}) if k.startswith("unknown_role:"))
+    if unknown:
+        mapping = ", ".join(f"{role}: assistant" for role in unknown)
+        return (f"chat role{'s' if len(unknown) > 1 else ''} {', '.join(repr(r) for r in unknown)} "
+                f"{'are' if len(unknown) > 1 else 'is'} not known (known: {', '.join(sorted(ROLE_ALIASES))}); "
+                f"map {'them' if len(unknown) > 1 else 'it'} with the source option `roles: {{{mapping}}}` "
+                f"(to user, assistant, system or tool)")
+    if (skips or {}).get("no_assistant_turn"):
+        return ("with `loss_on: assistant` only assistant turns are trained and these records have none "
+                "(map their replying role with `roles`, or set `loss_on: all`)")
     have = set(fields)
     if have & set(CHAT_FIELDS) and spec.format != "chat":
         return "set `format: chat`"

@@ -13,7 +13,8 @@ Formats:
 
 Malformed records never stop a run: they are skipped and counted by reason in a ``Counter``
 (``invalid_json``, ``not_an_object``, ``missing_field``, ``missing_field:<name>``, ``wrong_type``,
-``empty``, ``language``, ``invalid_utf8``, ``too_long``, ``unreadable``); :func:`explain_skips` turns
+``empty``, ``language``, ``invalid_utf8``, ``too_long``, ``unreadable``, ``unknown_role:<role>``,
+``no_assistant_turn``); :func:`explain_skips` turns
 the counts into one line naming the fields the records have and the option that would read them.
 
 Files are read in *units* so that any unit can be re-read on its own (the shuffle buffer and the
@@ -295,12 +296,12 @@ def explain_skips(name: str, skips: Counter | dict, spec: SourceSpec, files: lis
     counts = ", ".join(f"{k}={v}" for k, v in sorted(dict(skips).items())) or "none"
     line = f"data source {name}: {problem or f'{kept} documents kept'}; skipped by reason: {counts}"
     records = first_records(files or []) if records is None else records
-    if records:
-        fields = sorted({k for r in records for k in r})
+    fields = sorted({k for r in records for k in r})
+    if fields:
         line += f"; records have fields: {', '.join(fields)}"
-        hint = suggestion_for(fields, spec)
-        if hint:
-            line += f"; {hint}"
+    hint = suggestion_for(fields, spec, skips)
+    if hint:
+        line += f"; {hint}"
     return line
 
 

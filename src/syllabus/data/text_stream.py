@@ -217,7 +217,9 @@ class TextStreamDataset(IterableDataset):
                     self.skips.update(item["skips"])  # first epoch only, once per unit
                     self.kept += item["kept"]
                     self.skips_counted = self.unit_seq + 1
-                    if self.skips_counted == len(self.units) and sum(self.skips.values()) > self.kept > 0:
+                    if self.skips_counted == len(self.units) and self.kept > 0 and (
+                            sum(self.skips.values()) > self.kept or any(k.startswith("unknown_role:")
+                                                                        for k in self.skips)):
                         log.warning("%s", self._explain(self.skips, self.kept))
             if self.doc < len(self._docs):
                 return self._docs
