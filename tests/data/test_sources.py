@@ -83,3 +83,19 @@ def test_hub_source_with_local_file(tmp_path):
     path = tmp_path / "local.jsonl"
     path.write_text("".join(json.dumps({"text": f"hub doc {i}"}) + "\n" for i in range(5)))
     assert len(list(read_documents(f"hf:json:{path}"))) == 5
+
+
+def test_the_stream_holds_out_the_source_val_fraction(tmp_path, tok):
+    from syllabus.config.source import SourceSpec
+    from syllabus.data import TextStreamDataset
+    from tests.data.test_records import write
+    from syllabus.data.held_out import count_held_out
+
+    write(tmp_path / "small" / "train.jsonl", [{"text": f"document {i}: a short line."} for i in range(150)])
+    spec = SourceSpec(path=str(tmp_path / "small"), val_fraction=0.2)
+    ds = TextStreamDataset(spec, tok, split="val", shuffle=False)
+    docs = 0
+    while ds.unit_seq == 0:
+        ds.read_document(10_000)
+        docs += 1
+    assert docs == count_held_out(spec).docs > 10

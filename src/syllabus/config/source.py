@@ -43,6 +43,10 @@ class SourceSpec(BaseModel):
         default_factory=dict, description="chat roles beyond the known ones mapped to user, assistant, system or "
                                           "tool, e.g. {narrator: assistant} (format chat; a record with a role "
                                           "neither known nor mapped is skipped and counted)")
+    val_fraction: float | None = Field(None, ge=0, lt=1,
+                                       description="share of documents held out by content hash when the source "
+                                                   "has no val/test file (default 0.01); the plan table says how "
+                                                   "many documents that holds out")
 
     @field_validator("roles", mode="before")
     @classmethod

@@ -84,6 +84,8 @@ class HubStreamDataset(TextStreamDataset):
             if stream is None:
                 raise ConfigError(f"data source {spec.path}: no train split")
         self.stream = stream
+        if spec.val_fraction is not None:  # the source's own split fraction wins
+            val_fraction = spec.val_fraction
         self.source = HubUnits(stream, self.tok, RecordRenderer(spec), split=split, hash_split=hash_split,
                                val_fraction=val_fraction, shuffle=shuffle, seed=seed,
                                num_rows=_num_rows(stream, spec.path), rows_per_unit=rows_per_unit or ROWS_PER_UNIT)

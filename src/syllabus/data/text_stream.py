@@ -151,6 +151,8 @@ class TextStreamDataset(IterableDataset):
         files, by_name = files_for_split(self.all_files, split)
         self.name = ", ".join(str(s) for s in specs)
         self.units = plan_units(files, unit_bytes or sources.UNIT_BYTES)
+        if self.spec.val_fraction is not None:  # the source's own split fraction wins
+            val_fraction = self.spec.val_fraction
         self.source = UnitTokens(self.units, self.tok, split=split, hash_split=not by_name,
                                  val_fraction=val_fraction, renderer=RecordRenderer(self.spec), shuffle=shuffle,
                                  seed=seed, max_doc_bytes=max_doc_bytes)

@@ -10,9 +10,11 @@ from syllabus.plan.status import duration
 ASSUMED_MFU = 0.4  # for the time estimate: a fraction of this machine's measured matmul peak
 
 
-def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[str, int]) -> str:
+def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[str, int],
+                  held_out: dict | None = None) -> str:
     """Per stage: sources and token shares, budget in steps and tokens (and epochs per source), LR,
-    curriculum phases, an estimated time on this machine, and a ``warning:`` line for a setting that is valid
+    curriculum phases, an estimated time on this machine, each source's held-out documents (``held_out``:
+    name -> :class:`~syllabus.data.held_out.HeldOut`, else the rule alone), and a ``warning:`` line for a setting that is valid
     but almost surely not meant (a warmup not shorter than the stage, which the plan cuts to the stage's length).
     The runner prints it once, on the main rank, before training."""
     precision = _precision(stages[0])
@@ -52,7 +54,8 @@ def describe_plan(plan: PlanConfig, stages: list[StagePlan], epoch_tokens: dict[
         spec = plan.source_spec(name)
         options = ", ".join(f"{k}: {v.encode('unicode_escape').decode() if isinstance(v, str) else v}"
                             for k, v in spec.model_dump(exclude={"path"}, exclude_defaults=True).items())
-        lines.append(f"  {name:<12} {spec.path} ({options or 'text'}); held out: {held_out_rule(spec.path)}")
+        held = held_out[name].describe() if held_out and name in held_out else held_out_rule(spec.path)
+        lines.append(f"  {name:<12} {spec.path} ({options or 'text'}); held out: {held}")
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from syllabus.config.plan import PlanConfig
 from syllabus.data import epoch_tokens, iter_eval_batches, load_tokenizer, open_batches
 from syllabus.plan.decisions import decide, decision_event, missed_targets
 from syllabus.plan.describe import describe_plan
+from syllabus.plan.door import check_plan_data
 from syllabus.plan.forgetting import ForgettingGate
 from syllabus.plan.handover import carry_optimizer, stage_model, stage_tokenizer
 from syllabus.plan.merge import merge_at_stage_end
@@ -54,23 +55,25 @@ def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None =
 
     Side effects: installs SIGINT/SIGTERM handlers while training (a signal saves and returns ``stopped``),
     holds the run folder's lock, writes the run folder. Raises ``ConfigError`` for a bad ``pause_after``, an
-    edit to a started stage or unusable data; ``CheckpointError`` when a previous stage's final is missing;
+    edit to a started stage or unusable data (missing sources and perplexity domains without held-out rows are
+    refused before anything is written, ``plan.door``); ``CheckpointError`` when a previous stage's final is missing;
     ``RunHalted`` when a stage misses its ``expect`` targets with ``on_miss: stop`` (docs/evaluation.md).
     """
     run_dir = Path(run_dir)
     if pause_after is not None and pause_after not in {s.name for s in plan.stages}:
         raise ConfigError(f"--pause-after: '{pause_after}' is not a stage ({', '.join(s.name for s in plan.stages)})")
+    held_out = check_plan_data(plan)  # the data first: before a tokenizer, a warning or a file
     defaults = plan.training_config(0)
     dist = DistContext.from_env(defaults.device, defaults.strategy, defaults.dist_timeout_seconds)
     try:
         with StopRequest() as stop, RunLock(run_dir, enabled=dist.is_main):
-            return _run_stages(plan, run_dir, pause_after, dist, stop)
+            return _run_stages(plan, run_dir, pause_after, dist, stop, held_out)
     finally:
         dist.close()
 
 
 def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: DistContext,
-                stop: StopRequest) -> dict:
+                stop: StopRequest, held_out: dict) -> dict:
     state = RunState.load(run_dir)
     state.check_frozen([s.model_dump(by_alias=True) for s in plan.stages])  # refuses edits; admits new weights
     if dist.is_main:
@@ -82,7 +85,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
                      for s in plan.stages)}
     stages = resolve_stages(plan, run_dir, epochs)
     if dist.is_main:
-        print(describe_plan(plan, stages, epochs))
+        print(describe_plan(plan, stages, epochs, held_out))
     defaults = stages[0].config
     metrics = MetricsLog(run_dir, use_tensorboard=defaults.use_tensorboard, use_wandb=defaults.use_wandb,
                          wandb_project=defaults.wandb_project, wandb_mode=defaults.wandb_mode,
