@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from syllabus.config.errors import ConfigError  # noqa: E402
+from syllabus.plan.numbers import as_number  # noqa: E402
 
 
 class RunRecords:
@@ -51,8 +52,9 @@ class RunRecords:
 
     def perplexity_curve(self, domain: str) -> list[tuple[int, float]]:
         """(tokens seen over the whole run, held-out perplexity of ``domain``), in order."""
-        return sorted((self.offsets.get(r["stage"], 0) + r["tokens_seen"], math.exp(r[f"val_loss/{domain}"]))
-                      for r in self.records if f"val_loss/{domain}" in r and "tokens_seen" in r and "stage" in r)
+        return sorted((self.offsets.get(r["stage"], 0) + r["tokens_seen"], math.exp(min(r[f"val_loss/{domain}"], 50.0)))
+                      for r in self.records if as_number(r.get(f"val_loss/{domain}")) is not None
+                      and "tokens_seen" in r and "stage" in r)
 
     def final_perplexity(self, domain: str) -> float | None:
         curve = self.perplexity_curve(domain)
@@ -122,8 +124,8 @@ def _benchmark_table(runs: list[RunRecords]) -> list[str]:
         for end in run.stage_ends:
             for key, value in end.items():
                 if "/" in key and not key.startswith("ppl/") and not key.endswith(("_stderr", "/n", "_n")) \
-                        and isinstance(value, (int, float)):
-                    se = end.get(f"{key}_stderr")
+                        and as_number(value) is not None:
+                    se = as_number(end.get(f"{key}_stderr"))
                     shown = f"{value:.3f}" + (f" ± {se:.3f}" if se is not None else "")
                     rows.append(f"| {run.name} | {end['stage']} | {key} | {shown} |")
     if not rows:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from syllabus.plan.numbers import number_text
 from syllabus.plan.stages import StagePlan
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.trainer import Trainer
@@ -60,16 +61,20 @@ def merge_at_stage_end(stage: StagePlan, trainer: Trainer, final_val: dict, eval
     scores = dist.broadcast_object(scores)
     domains = stage.own_sources if spec.by == "stage_domains" else list(stage.eval_sources)
     loss = {name: _mean_loss(record, domains) for name, record in scores.items()}
-    chosen = spec.choose if spec.choose != "best" else min(loss, key=lambda name: (loss[name], name != "final"))
+    chosen, note = choose_candidate(spec, loss, domains)
+    if note:
+        log.warning("stage '%s': merge has nothing to choose by: %s", stage.name, note)
     names = [p.name for p in candidates]
     for name, record in scores.items():
         row = {"step": trainer.step, "stage": stage.name, "event": "merge", "candidate": name, "chosen": name == chosen,
                "averaged": names, "rule": f"{spec.choose} by {spec.by}", "mean_loss": loss[name],
+               **({"note": note} if note else {}),
                **{k: v for k, v in record.items() if k.startswith("val_loss") or "/" in k}}
         events.log(row)
         evals.log(row)
-    log.info("stage '%s': average of %s has mean held-out loss %.4f, plain final %.4f; keeping the %s",
-             stage.name, ", ".join(names), loss["merged"], loss["final"], chosen)
+    log.info("stage '%s': average of %s has mean held-out loss %s, plain final %s; keeping the %s",
+             stage.name, ", ".join(names), number_text(loss["merged"], ".4f"), number_text(loss["final"], ".4f"),
+             chosen)
     if chosen == "final":
         _load_full_weights(trainer, final_weights)
         return final_val
@@ -79,8 +84,22 @@ def merge_at_stage_end(stage: StagePlan, trainer: Trainer, final_val: dict, eval
     return {"step": trainer.step, **{k: v for k, v in scores["merged"].items() if k.startswith("val_loss")}}
 
 
+def choose_candidate(spec, loss: dict[str, float], domains: list[str]) -> tuple[str, str | None]:
+    """The candidate (``"final"`` or ``"merged"``) that ``spec`` picks from their mean held-out ``loss``, and why
+    when the rule could not be applied: ``choose: best`` without a finite loss for both keeps the plain final
+    (nothing to choose by) and says so; ties go to the final."""
+    if spec.choose != "best":
+        return spec.choose, None
+    if all(math.isfinite(value) for value in loss.values()):
+        return min(loss, key=lambda name: (loss[name], name != "final")), None
+    which = "either candidate" if not any(map(math.isfinite, loss.values())) else "one candidate"
+    return "final", (f"no held-out loss measured for {which} on {', '.join(domains) or 'any domain'} (no held-out "
+                     f"rows scored); kept the plain final")
+
+
 def _mean_loss(record: dict, domains: list[str]) -> float:
-    values = [record[f"val_loss/{d}"] for d in domains if f"val_loss/{d}" in record]
+    """Mean held-out loss over ``domains`` (the ones measured), else ``val_loss``, else inf (not measured)."""
+    values = [record[f"val_loss/{d}"] for d in domains if isinstance(record.get(f"val_loss/{d}"), (int, float))]
     return sum(values) / len(values) if values else record.get("val_loss", math.inf)
 
 

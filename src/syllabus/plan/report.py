@@ -16,6 +16,7 @@ from syllabus.config.plan import PlanConfig  # noqa: E402
 from syllabus.config.expect import holds, parse_expect  # noqa: E402
 from syllabus.evaluate.error_bars import significant_change  # noqa: E402
 from syllabus.plan.decisions import lookup  # noqa: E402
+from syllabus.plan.numbers import as_number, number_text  # noqa: E402
 from syllabus.plan.stages import stage_weights  # noqa: E402
 
 
@@ -41,8 +42,9 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines += _merges(records)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
-    lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {e['ppl']:.2f} = {e['ratio']:.2f}× "
-              f"its stage-end value; action {e['action']}" for e in events] or ["- never fired"]
+    lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {number_text(e.get('ppl'), '.2f')} = "
+              f"{number_text(e.get('ratio'), '.2f')}× its stage-end value; action {e['action']}" for e in events] \
+        or ["- never fired"]
     lines.append("")
     for title, name in (("Training loss by stage", "loss"), ("Validation perplexity per domain", "ppl"),
                         ("Task scores over the run", "tasks"),
@@ -85,16 +87,19 @@ def _forgetting_table(order: list[str], results: dict, plan: PlanConfig) -> list
         stage = next(s for s in plan.stages if s.name == name)
         cells = []
         for d in domains:
-            value = results[name].get(f"ppl/{d}")
-            if value is None:
+            if f"ppl/{d}" not in results[name]:
                 cells.append("–")
+                continue
+            value = as_number(results[name][f"ppl/{d}"])
+            if value is None:
+                cells.append("not measured")
                 continue
             ratio = f" ({value / own_end[d]:.2f}×)" if d in own_end else ""
             cells.append(f"{value:.2f}{ratio}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         for d in stage.data:
-            if f"ppl/{d}" in results[name]:
-                own_end[d] = results[name][f"ppl/{d}"]
+            if as_number(results[name].get(f"ppl/{d}")):
+                own_end[d] = as_number(results[name][f"ppl/{d}"])
     return lines + [""]
 
 
@@ -120,20 +125,22 @@ def _task_table(order: list[str], results: dict) -> list[str]:
 
 
 def _score_cell(row: dict, previous: dict | None, key: str) -> str:
-    value = row.get(key)
-    if value is None:
+    if key not in row:
         return "–"
-    se = row.get(f"{key}_stderr")
+    value = as_number(row[key])
+    if value is None:
+        return "not measured"
+    se = as_number(row.get(f"{key}_stderr"))
     task = key.split("/", 1)[0]
     n = row.get(f"{key}_n", row.get(f"{task}/n"))
     cell = f"{value:.3f}"
-    if se is not None and not math.isnan(se):
+    if se is not None:
         cell += f" ± {se:.3f}"
-    if n is not None:
+    if as_number(n) is not None:
         cell += f" (n={int(n)})"
-    if previous is not None and key in previous and se is not None and f"{key}_stderr" in previous:
-        before = previous[key]
-        if significant_change(before, previous[f"{key}_stderr"], value, se):
+    before, before_se = as_number((previous or {}).get(key)), as_number((previous or {}).get(f"{key}_stderr"))
+    if before is not None and se is not None and before_se is not None:
+        if significant_change(before, before_se, value, se):
             cell += " ▲" if value > before else " ▼"
     return cell
 
@@ -189,9 +196,10 @@ def _merges(records: list[dict]) -> list[str]:
     lines = ["## Checkpoint merging at stage ends", "", "| stage | candidate | checkpoints averaged | rule | "
              "mean held-out loss | became final |", "|---|---|---|---|---|---|"]
     for r in rows:
-        averaged = ", ".join(r["averaged"]) if r["candidate"] == "merged" else "–"
-        lines.append(f"| {r['stage']} | {r['candidate']} | {averaged} | {r['rule']} | {r['mean_loss']:.4f} | "
-                     f"{'yes' if r['chosen'] else 'no'} |")
+        averaged = ", ".join(r.get("averaged", [])) if r.get("candidate") == "merged" else "–"
+        lines.append(f"| {r.get('stage')} | {r.get('candidate')} | {averaged} | {r.get('rule', '?')} | "
+                     f"{number_text(r.get('mean_loss'), '.4f')} | {'yes' if r.get('chosen') else 'no'} |")
+    lines += [f"- {r['stage']}: {r['note']}" for r in rows if r.get("note") and r.get("chosen")]
     return lines + [""]
 
 
@@ -202,9 +210,9 @@ def _expectations(plan: PlanConfig, results: dict) -> list[str]:
             continue
         expectation, _ = parse_expect(stage.expect)
         for key, target in (expectation.targets if expectation else {}).items():
-            value = lookup(results[stage.name], key)
+            value = as_number(lookup(results[stage.name], key))
             verdict = "?" if value is None else "met" if holds(value, target) else "missed"
-            shown = "n/a" if value is None else f"{value:.4g}"
+            shown = number_text(value)
             lines.append(f"- {stage.name}: {key} {target} → {shown}: **{verdict}**")
     return ["## Expectations", "", *lines, ""] if lines else []
 
@@ -214,7 +222,7 @@ def _decisions(decisions: list[dict]) -> list[str]:
         return []
     lines = ["## Decisions", "", "At each stage end with an `expect`: the targets missed and what was done.", ""]
     for d in decisions:
-        missed = ", ".join(f"{k} = {'n/a' if v is None else f'{v:.4g}'}" for k, v in d.get("missed", {}).items())
+        missed = ", ".join(f"{k} = {number_text(v)}" for k, v in d.get("missed", {}).items())
         what = {"met": "all targets met", "continue": "missed; continued as asked",
                 "pause": "missed; paused the run", "stop": "missed; stopped the run",
                 "extend": f"missed; extended by {d.get('added_steps')} steps to {d.get('max_steps')} "
@@ -244,7 +252,8 @@ def _plot_loss(records, offsets, path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
     for name in offsets:
-        pts = [(offsets[name] + r["step"], r["loss"]) for r in rows if r["stage"] == name]
+        pts = [(offsets[name] + r["step"], r["loss"]) for r in rows if r["stage"] == name
+               and as_number(r["loss"]) is not None]
         if pts:
             ax.plot(*zip(*pts), label=name)
     ax.set(xlabel="step (whole run)", ylabel="training loss", title="Training loss by stage")
@@ -255,14 +264,17 @@ def _plot_loss(records, offsets, path) -> Path | None:
 def _plot_val_ppl(records, offsets, path) -> Path | None:
     import math
 
-    rows = [r for r in records if any(k.startswith("val_loss/") for k in r) and "stage" in r]
+    rows = [r for r in records if any(k.startswith("val_loss/") and as_number(v) is not None for k, v in r.items())
+            and "stage" in r]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
     domains = sorted({k.split("/", 1)[1] for r in rows for k in r if k.startswith("val_loss/")})
     for d in domains:
-        pts = sorted((offsets.get(r["stage"], 0) + r["step"], math.exp(r[f"val_loss/{d}"]))
-                     for r in rows if f"val_loss/{d}" in r)
+        pts = sorted((offsets.get(r["stage"], 0) + r["step"], math.exp(min(r[f"val_loss/{d}"], 50.0)))
+                     for r in rows if as_number(r.get(f"val_loss/{d}")) is not None)
+        if not pts:
+            continue
         ax.plot(*zip(*pts), marker="o", markersize=3, label=d)
     _boundaries(ax, offsets)
     ax.set(xlabel="step (whole run)", ylabel="validation perplexity", yscale="log", title="Perplexity per domain")
@@ -288,7 +300,7 @@ def _plot_mix(records, order, path) -> Path | None:
 
 
 def _plot_throughput(records, offsets, path) -> Path | None:
-    rows = [r for r in records if "tokens_per_sec" in r and "stage" in r]
+    rows = [r for r in records if as_number(r.get("tokens_per_sec")) is not None and "stage" in r]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(8, 3))
@@ -308,10 +320,10 @@ def _plot_tasks(evals: list[dict], offsets: dict[str, int], path: Path) -> Path 
         for task in sorted(tasks):
             metrics = sorted(k for k in row if k.startswith(task + "/")
                              and not k.endswith(("/n", "_stderr", "_n", "/seconds")))
-            if metrics and isinstance(row[metrics[0]], (int, float)):
+            if metrics and as_number(row[metrics[0]]) is not None:
                 key = metrics[0]
                 scores.setdefault(key, []).append((offsets[row["stage"]] + row["step"], row[key],
-                                                   row.get(f"{key}_stderr", 0.0) or 0.0))
+                                                   as_number(row.get(f"{key}_stderr")) or 0.0))
     if not scores:
         return None
     fig, ax = plt.subplots(figsize=(8, 4))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from syllabus.config.errors import ConfigError
+from syllabus.plan.numbers import finite_or_none
 
 FILE = "run_state.json"
 
@@ -39,7 +40,7 @@ class RunState:
 
     def save(self, run_dir: Path) -> None:
         tmp = run_dir / (FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(finite_or_none(asdict(self)), indent=2, sort_keys=True))
         os.replace(tmp, run_dir / FILE)
 
     def check_frozen(self, stages: list[dict]) -> list[str]:

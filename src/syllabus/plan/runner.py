@@ -212,7 +212,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
             results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
     for domain in stage.own_sources:
-        if f"ppl/{domain}" in results:
+        if math.isfinite(results.get(f"ppl/{domain}") or math.inf):  # a domain not measured sets no reference
             run.state.reference_ppl[domain] = results[f"ppl/{domain}"]
     run.evals.log({"stage": stage.name, "stage_index": stage.index, "step": result.step,
                "tokens_seen": result.tokens_seen, **results})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from syllabus.plan.numbers import number_text
+
 RATE_WINDOW = 20  # the ETA uses the wall time of this many last logged steps
 
 
@@ -117,12 +119,12 @@ def stage_lines(run_dir: Path, index: int, stage: dict, state: dict, records: li
     evals = [r for r in records if "val_loss" in r]
     if name in state.get("results", {}) and state["results"][name]:
         results = state["results"][name]
-        lines.append("     end of stage: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()
-                                                       if isinstance(v, (int, float))))
+        lines.append("     end of stage: " + ", ".join(f"{k} {number_text(v)}" for k, v in results.items()
+                                                       if v is None or isinstance(v, (int, float, str))))
     elif evals:
         last = evals[-1]
         lines.append(f"     last evaluation (step {last['step']}): " + ", ".join(
-            f"{k.removeprefix('val_')} {v:.4f}" for k, v in last.items() if k.startswith("val_loss")))
+            f"{k.removeprefix('val_')} {number_text(v, '.4f')}" for k, v in last.items() if k.startswith("val_loss")))
     for event in (r for r in records if r.get("event") == "forgetting"):
         decision = event.get("action", "?")
         if "lr_multiplier" in event:
@@ -131,8 +133,9 @@ def stage_lines(run_dir: Path, index: int, stage: dict, state: dict, records: li
             decision += " (weights " + ", ".join(f"{k} {v:.2f}" for k, v in event["weights"].items()) + ")"
         if "note" in event:
             decision += f" ({event['note']})"
-        lines.append(f"     gate at step {event['step']}: {event['domain']} perplexity {event['ppl']:.2f} is "
-                     f"{event['ratio']:.2f}x its reference {event['reference_ppl']:.2f} -> {decision}")
+        lines.append(f"     gate at step {event['step']}: {event['domain']} perplexity "
+                     f"{number_text(event.get('ppl'), '.2f')} is {number_text(event.get('ratio'), '.2f')}x its "
+                     f"reference {number_text(event.get('reference_ppl'), '.2f')} -> {decision}")
     return lines, remaining
 
 

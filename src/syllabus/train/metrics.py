@@ -70,7 +70,7 @@ def _plain(value):
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return None  # JSON has no inf/nan: null, read back as "not measured" (plan/numbers.py)
     return value
 
 
