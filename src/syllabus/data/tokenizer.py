@@ -6,6 +6,9 @@ Invariants kept here:
 - ``decode(encode(s)) == s`` for any text (byte-level pre-tokenizer and decoder, no prefix space,
   no normalizer);
 - ``EOS`` has id 0 and ``PAD`` id 1 in tokenizers trained here; no BOS is added automatically;
+- what a sequence starts with (its BOS) is decided in one place, :func:`sequence_start_ids`, from the
+  tokenizer itself; text is encoded without special tokens (:func:`encode_text`) and that start put in front
+  once, so evaluation, scoring and generation see one BOS whatever the tokenizer's post-processor adds;
 - :func:`add_special_tokens` appends new ids at the end, so existing ids (and embeddings) stay.
 """
 
@@ -98,6 +101,36 @@ def pad_id(tok: Tokenizer) -> int:
     """The padding id; tokenizers without one (GPT-2) pad with EOS (padding is masked anyway)."""
     token_id = _first_id(tok, PAD_NAMES)
     return eos_id(tok) if token_id is None else token_id
+
+
+def sequence_start_ids(tok: Tokenizer) -> list[int]:
+    """The token ids a sequence starts with when the model reads a document from its beginning.
+
+    Decided from the tokenizer alone: the special tokens its post-processor puts before the text (a Llama
+    tokenizer's ``<s>``, the ``<|endoftext|>`` of syllabus's Hugging Face export, read by encoding a probe with
+    special tokens and keeping the leading ids its ``special_tokens_mask`` marks), else syllabus's own
+    convention for tokenizers that add nothing (those trained here, GPT-2's): the end-of-text token, the
+    document separator every training document follows. Returns ``[]`` for a tokenizer that adds nothing and
+    has no end-of-text token. Pure; a few microseconds (one encode of a one-character probe).
+
+    Use it with :func:`encode_text` (never ``encode`` with special tokens on, which would add the start a
+    second time): ``sequence_start_ids(tok) + encode_text(tok, text)``."""
+    probe = tok.encode("a", add_special_tokens=True)
+    lead = []
+    for token_id, special in zip(probe.ids, probe.special_tokens_mask):
+        if not special:
+            break
+        lead.append(token_id)
+    if lead:
+        return lead
+    eos = _first_id(tok, EOS_NAMES)
+    return [] if eos is None else [eos]
+
+
+def encode_text(tok: Tokenizer, text: str) -> list[int]:
+    """The ids of ``text`` with no special token added (how training encodes documents); a special token
+    written in the text (``<think>``) is still one id."""
+    return tok.encode(text, add_special_tokens=False).ids
 
 
 def vocab_size(tok: Tokenizer) -> int:

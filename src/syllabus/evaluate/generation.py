@@ -1,8 +1,9 @@
 """Text generation with the model's KV cache: greedy or sampled, stop strings, streaming, batches.
 
 The prompt is run through the model once to fill the cache, then each new token costs one forward
-pass of length 1. Every prompt starts with the end-of-text token, the document separator the model
-trained with (the exported tokenizer adds it as BOS, so ``transformers`` generates from the same ids).
+pass of length 1. Every prompt starts with the one sequence start the tokenizer decides
+(:func:`~syllabus.data.tokenizer.sequence_start_ids`: the end-of-text token, the document separator the model
+trained with, which the exported tokenizer adds as BOS, so ``transformers`` generates from the same ids).
 Prompts of different lengths share a batch left-padded: an attention mask keeps padding out of
 attention and out of the positions, so each row decodes exactly as it would alone; each row stops at
 its own stop string or end-of-text, and the batch ends when every row has. ``use_cache=False``
@@ -209,9 +210,11 @@ def generate(model: Transformer, tokenizer, prompts: Sequence[str], sampling: Sa
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """The prompt's token ids after the end-of-text token (when the tokenizer has one)."""
-    eos = resolve_eos(tokenizer)
-    return ([] if eos is None else [eos]) + tokenizer.encode(prompt).ids
+    """The prompt's token ids (no special token added) after the sequence start the tokenizer decides
+    (:func:`~syllabus.data.tokenizer.sequence_start_ids`: one BOS, whatever its post-processor adds)."""
+    from syllabus.data.tokenizer import encode_text, sequence_start_ids
+
+    return sequence_start_ids(tokenizer) + encode_text(tokenizer, prompt)
 
 
 def pad_token_id(tokenizer, fallback: int | None) -> int:

@@ -6,8 +6,9 @@ scorer and generator, so every lm-eval task can run on a model between or inside
 - ``loglikelihood``: :func:`syllabus.evaluate.loglikelihood.loglikelihoods` — lm-eval's tokenization
   of the pair, with the end-of-text token in front (what lm-eval's ``hf`` model does on the export, whose
   tokenizer adds that token as BOS);
-- ``loglikelihood_rolling``: lm-eval's own rolling windows (``get_rolling_token_windows``, prefix =
-  end-of-text, context 1), each scored by :func:`score_tokens`;
+- ``loglikelihood_rolling``: lm-eval's own rolling windows (``get_rolling_token_windows``, prefix = the
+  tokenizer's sequence start, ``sequence_start_ids``; text encoded without special tokens, so one BOS),
+  each scored by :func:`score_tokens`;
 - ``generate_until``: :func:`syllabus.evaluate.generation.generate` (batched, KV cache, greedy unless
   ``do_sample``), stopping at each request's ``until`` strings or end-of-text.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from lm_eval.api.model import LM
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from syllabus.data.tokenizer import encode_text, sequence_start_ids
 from syllabus.evaluate.generation import Sampling, generate, resolve_eos
 from syllabus.evaluate.loglikelihood import loglikelihoods, score_tokens
 from syllabus.model.transformer import Transformer
@@ -42,13 +44,14 @@ class SyllabusLM(LM):
                               batch_size=self.batch_size)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        eos = resolve_eos(self.tokenizer)
+        start = sequence_start_ids(self.tokenizer)  # one BOS: the rolling windows' prefix token
+        prefix = start[-1] if start else resolve_eos(self.tokenizer)
         context = self.model.config.max_position_embeddings
         totals = []
         for request in requests:
-            tokens = self.tokenizer.encode(request.args[0]).ids
+            tokens = encode_text(self.tokenizer, request.args[0])
             windows = [make_disjoint_window(w) for w in
-                       get_rolling_token_windows(tokens, prefix_token=eos, max_seq_len=context, context_len=1)]
+                       get_rolling_token_windows(tokens, prefix_token=prefix, max_seq_len=context, context_len=1)]
             scores = score_tokens(self.model, [(ctx + cont, len(cont)) for ctx, cont in windows],
                                   batch_size=self.batch_size)
             totals.append(sum(score for score, _ in scores))

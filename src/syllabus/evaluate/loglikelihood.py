@@ -3,9 +3,12 @@
 Tokenization is lm-evaluation-harness's (``LM._encode_pair``), token for token: trailing whitespace of
 the context moves onto the continuation (so "Answer:" + " B" is scored the way the model saw such text in
 training), the pair is encoded as a whole and the continuation's tokens are those past the context's own
-encoding. Every sequence starts with the end-of-text token, the document separator the model was trained
-with — which the exported tokenizer adds as its BOS, so lm-eval on the export scores the same tokens
-(docs/lm-eval.md). Sequences too long for the model lose tokens from the left of the context.
+encoding. Text is encoded without special tokens and every sequence starts with the ids
+:func:`~syllabus.data.tokenizer.sequence_start_ids` decides once, from the tokenizer (the end-of-text token,
+the document separator the model was trained with, for syllabus's tokenizers and its Hugging Face export,
+which adds that token as its BOS; a Llama tokenizer's ``<s>``), so there is exactly one BOS and a
+continuation's count never includes it (docs/lm-eval.md). Sequences too long for the model lose tokens from
+the left of the context.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from syllabus.evaluate.generation import resolve_eos
+from syllabus.data.tokenizer import encode_text, sequence_start_ids
 from syllabus.model.transformer import Transformer
 
 
@@ -23,8 +26,8 @@ def split_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int],
     """Token ids of (context, continuation) as described in the module docstring."""
     stripped = context.rstrip()
     continuation = context[len(stripped):] + continuation
-    whole = tokenizer.encode(stripped + continuation).ids
-    context_ids = tokenizer.encode(stripped).ids if stripped else []
+    whole = encode_text(tokenizer, stripped + continuation)
+    context_ids = encode_text(tokenizer, stripped) if stripped else []
     return context_ids, whole[len(context_ids):]
 
 
@@ -34,8 +37,7 @@ def loglikelihoods(model: Transformer, tokenizer, requests: Sequence[tuple[str, 
 
     ``greedy match`` is True when every continuation token is the model's argmax.
     """
-    eos = resolve_eos(tokenizer)
-    prefix = [eos] if eos is not None else []
+    prefix = sequence_start_ids(tokenizer)
     encoded = []
     for context, continuation in requests:
         ctx, cont = split_tokens(tokenizer, context, continuation)
