@@ -50,3 +50,49 @@ def test_prompt_uses_published_exemplars():
 def test_evaluate_runs_on_a_tiny_model(model, tokenizer):
     result = evaluate_gsm8k(model, tokenizer, limit=2, shots=1, max_new_tokens=8)
     assert result["n"] == 2 and 0 <= result["exact_match"] <= 1
+
+
+def test_a_prompt_longer_than_the_room_left_loses_whole_exemplars_counted_and_logged(tokenizer, make_model,
+                                                                                     monkeypatch, caplog):
+    import syllabus.evaluate.gsm8k as gsm8k
+    from syllabus.evaluate.generation import encode_prompt
+    from syllabus.evaluate.gsm8k import Problem, fit_prompt
+
+    question = benchmark_files.gsm8k_requests()[0]["doc"]["question"]
+    sizes = [len(encode_prompt(tokenizer, prompt_for(question, k))) for k in range(9)]
+    room = (sizes[5] + sizes[6]) // 2  # five exemplars fit, six do not
+    prompt, used = fit_prompt(tokenizer, question, 8, room)
+    assert used == 5 and prompt == prompt_for(question, 5)  # whole exemplars, the first five, never cut
+    assert fit_prompt(tokenizer, question, 8, sizes[0] - 1) is None
+    model = make_model(tokenizer.get_vocab_size(), max_position_embeddings=room + 8)
+    seen = []
+    monkeypatch.setattr(gsm8k, "generate", lambda m, t, prompts, s: seen.extend(prompts) or [""] * len(prompts))
+    monkeypatch.setattr(gsm8k, "problems", lambda limit, items: [Problem(question, "1")] * 2)
+    with caplog.at_level("WARNING", logger="syllabus"):
+        result = evaluate_gsm8k(model, tokenizer, limit=2, shots=8, max_new_tokens=8)
+    assert seen == [prompt_for(question, 5)] * 2
+    assert result["shortened_n"] == 2 and result["dropped_shots_n"] == 6 and result["n"] == 2
+    assert "2 lost whole exemplars (6 dropped in all, 8-shot asked)" in caplog.text
+
+
+def test_shots_and_a_users_own_items_file(tmp_path, model, tokenizer, monkeypatch):
+    import json
+
+    import syllabus.evaluate.gsm8k as gsm8k
+    from syllabus.config.errors import ConfigError
+    from syllabus.evaluate import run_tasks
+
+    mine = tmp_path / "test.jsonl"
+    mine.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"{i}+{i}={2 * i}\n#### {2 * i}"})
+                            + "\n" for i in range(3)))
+    seen = []
+    monkeypatch.setattr(gsm8k, "generate", lambda m, t, prompts, s: seen.extend(prompts) or ["So the answer is 2."] * 3)
+    results = run_tasks(model, tokenizer, ["gsm8k"], shots={"gsm8k": 2}, items={"gsm8k": str(mine)})
+    assert results["gsm8k/n"] == 3 and results["gsm8k/shots_n"] == 2
+    assert results["gsm8k/exact_match"] == pytest.approx(1 / 3)  # only "1 + 1" is 2
+    assert seen[0] == prompt_for("What is 0 + 0?", 2)
+    (tmp_path / "bad.jsonl").write_text('{"q": 1}\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl line 1 .*question and answer"):
+        run_tasks(model, tokenizer, ["gsm8k"], items={"gsm8k": str(tmp_path / "bad.jsonl")})
+    with pytest.raises(ConfigError, match="only gsm8k"):
+        run_tasks(model, tokenizer, ["arc"], items={"arc": str(mine)})

@@ -61,3 +61,37 @@ def test_a_run_folder_from_before_stage_evaluation_still_resumes():
     with pytest.raises(ConfigError, match="stages.foundation: evaluation changed"):
         state.check_frozen([validate(PlanConfig, edited("stages.0.evaluation", {"tasks": ["arc"]})).stages[0]
                             .model_dump(by_alias=True)])
+
+
+def test_task_options_reach_the_stage_and_a_missing_items_file_is_refused_at_the_door(tmp_path):
+    import pytest
+
+    from syllabus.config.errors import ConfigError
+    from syllabus.config.load import validate
+    from syllabus.config.plan import PlanConfig
+    from syllabus.plan.door import check_plan_data
+    from syllabus.plan.runner import task_arguments
+    from syllabus.plan.stages import resolve_stages
+
+    (tmp_path / "wiki").mkdir()
+    (tmp_path / "wiki" / "val.jsonl").write_text('{"text": "held out"}\n')
+    (tmp_path / "wiki" / "train.jsonl").write_text('{"text": "trained on"}\n')
+    mine = tmp_path / "mine.jsonl"
+    plan = {"name": "p", "sources": {"wiki": str(tmp_path / "wiki")},
+            "stages": [{"name": "a", "data": {"wiki": 1.0}, "budget": {"steps": 2},
+                        "evaluation": {"task_options": {"gsm8k": {"items": str(mine)}}}}],
+            "evaluation": {"tasks": ["gsm8k"], "task_options": {"gsm8k": {"shots": 4}}}}
+    with pytest.raises(ConfigError, match=r"stages.0.evaluation.task_options.gsm8k.items: file not found"):
+        check_plan_data(validate(PlanConfig, plan))
+    mine.write_text("")
+    config = validate(PlanConfig, plan)
+    check_plan_data(config)
+    (stage,) = resolve_stages(config, tmp_path / "run", {})
+    assert task_arguments(stage.task_options) == {"shots": {}, "items": {"gsm8k": str(mine)}}  # the stage's wins
+    plan["stages"][0].pop("evaluation")
+    (stage,) = resolve_stages(validate(PlanConfig, plan), tmp_path / "run", {})
+    assert task_arguments(stage.task_options) == {"shots": {"gsm8k": 4}, "items": {}}
+    plan["evaluation"]["task_options"] = {"arc": {"items": str(mine)}, "nope": {"shots": 1}}
+    with pytest.raises(ConfigError) as err:
+        validate(PlanConfig, plan)
+    assert "task_options.arc.items: only gsm8k" in str(err.value) and "task_options.nope: not a benchmark" in str(err.value)

@@ -26,18 +26,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out source for ppl (repeatable; default: the sources the checkpoint trained on)")
     parser.add_argument("--seq-len", type=int, default=None, help="ppl sequence length (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=8, help="ppl batch size")
+    parser.add_argument("--shots", action="append", default=[], metavar="TASK=N",
+                        help="exemplars per prompt for a task (repeatable), e.g. gsm8k=4; a gsm8k prompt too long "
+                             "for the model loses whole exemplars, counted and logged")
+    parser.add_argument("--items", action="append", default=[], metavar="TASK=PATH",
+                        help="score a task on your own items file (repeatable; gsm8k: GSM8K-format JSONL)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--device", default="cpu")
 
 
-def parse_data(pairs: list[str]) -> dict[str, str]:
+def parse_data(pairs: list[str], flag: str = "--data", key: str = "DOMAIN", value: str = "PATH") -> dict[str, str]:
     data = {}
     for pair in pairs:
         domain, sep, path = pair.partition("=")
         if not sep or not domain or not path:
-            raise ConfigError(f"--data: expected DOMAIN=PATH, got {pair!r}")
+            raise ConfigError(f"{flag}: expected {key}={value}, got {pair!r}")
         data[domain] = path
     return data
+
+
+def parse_shots(pairs: list[str]) -> dict[str, int]:
+    shots = parse_data(pairs, "--shots", "TASK", "N")
+    bad = [f"{t}={n}" for t, n in shots.items() if not n.isdigit()]
+    if bad:
+        raise ConfigError(f"--shots: N must be a whole number >= 0, got {', '.join(bad)}")
+    return {t: int(n) for t, n in shots.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data = trained_sources(checkpoint)
     results = evaluate_checkpoint(checkpoint, tasks, limit=args.limit, data=data,
                                   out=args.out, device=args.device, seq_len=args.seq_len,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, shots=parse_shots(args.shots),
+                                  items=parse_data(args.items, "--items", "TASK"))
     print(results_table(results))
     return 0

@@ -103,6 +103,17 @@ class MergeSpec(_Strict):
         "stage_domains", description="held-out loss compared: mean over the stage's own sources, or over all scored")
 
 
+class TaskOptions(_Strict):
+    """One benchmark task's options: its exemplars and, for gsm8k, a file of the user's own items."""
+
+    shots: int | None = Field(None, ge=0, description="exemplars in each prompt (default: hellaswag/arc 0, mmlu 5, "
+                                                      "gsm8k 8); a gsm8k prompt too long for the model loses whole "
+                                                      "exemplars, counted and logged, never cut")
+    items: str | None = Field(None, min_length=1,
+                              description="gsm8k only: a GSM8K-format JSONL file (question, answer ending in "
+                                          "'#### N') scored instead of the published test set")
+
+
 class StageEvaluation(_Strict):
     """A stage's own evaluation: added to the plan's (lists joined, numbers replaced), or instead of it."""
 
@@ -112,6 +123,9 @@ class StageEvaluation(_Strict):
     tasks_every: int | None = Field(None, ge=1, description="also run the tasks every N steps (default: the plan's)")
     limit: int | None = Field(None, ge=1, description="items per task (default: the plan's)")
     batches: int | None = Field(None, ge=1, description="held-out batches per domain (default: the plan's)")
+    task_options: dict[str, TaskOptions] = Field(default_factory=dict,
+                                                 description="task -> its options for this stage (replacing the "
+                                                             "plan's for that task)")
     replace: bool = Field(False, description="true: this stage uses only what is given here")
 
 
@@ -147,6 +161,9 @@ class EvaluationSpec(_Strict):
     tasks_every: int | None = Field(None, ge=1, description="also run the tasks every N steps inside a stage")
     limit: int = Field(20, ge=1, description="items per task between stages")
     batches: int = Field(8, ge=1, description="held-out batches per domain")
+    task_options: dict[str, TaskOptions] = Field(default_factory=dict,
+                                                 description="task -> its options, e.g. {gsm8k: {shots: 4, items: "
+                                                             "data/my-gsm8k/test.jsonl}}")
 
 
 class ForgettingSpec(_Strict):
@@ -253,6 +270,11 @@ class PlanConfig(_Strict):
                 if task not in BENCHMARK_TASKS and not (task.startswith(LM_EVAL_PREFIX) and len(task) > 8):
                     found.append(f"{where}.tasks: '{task}' is not a task (tasks: {', '.join(BENCHMARK_TASKS)}, "
                                  f"or lm_eval:<lm-eval task>)")
+            for task, options in spec.task_options.items():
+                if task not in BENCHMARK_TASKS:
+                    found.append(f"{where}.task_options.{task}: not a benchmark task ({', '.join(BENCHMARK_TASKS)})")
+                elif options.items is not None and task != "gsm8k":
+                    found.append(f"{where}.task_options.{task}.items: only gsm8k reads its items from a file")
             for name in spec.perplexity:
                 if name not in known:
                     found.append(f"{where}.perplexity: '{name}' is not a source (sources: {', '.join(self.sources)})")
@@ -284,7 +306,8 @@ class PlanConfig(_Strict):
             mine = getattr(own, name)
             return mine if own.replace else list(dict.fromkeys(getattr(base, name) + mine))
 
-        fields = {"tasks": joined("tasks"), "perplexity": joined("perplexity")}
+        fields = {"tasks": joined("tasks"), "perplexity": joined("perplexity"),
+                  "task_options": own.task_options if own.replace else {**base.task_options, **own.task_options}}
         for name in ("every", "tasks_every", "limit", "batches"):
             value = getattr(own, name)
             fields[name] = value if value is not None else getattr(base, name)

@@ -26,12 +26,15 @@ from syllabus.data import iter_eval_batches
 from syllabus.evaluate.perplexity import perplexity
 from syllabus.model.transformer import Transformer
 
-# Shots per multiple-choice task (lm-evaluation-harness's usual setting is 0 for HellaSwag/ARC, 5 for MMLU).
-SHOTS = {"hellaswag": 0, "arc": 0, "mmlu": 5}
+# Default shots per task (lm-evaluation-harness's usual setting: 0 for HellaSwag/ARC, 5 for MMLU, 8 for GSM8K);
+# a plan's evaluation.task_options (or run_tasks's shots) sets others.
+SHOTS = {"hellaswag": 0, "arc": 0, "arc_challenge": 0, "mmlu": 5, "gsm8k": 8}
+# Tasks whose items can be a user's own file (task_options.<task>.items).
+ITEMS_TASKS = ("gsm8k",)
 
 
 def choice_task(items_for: Callable) -> Callable:
-    def run(model, tokenizer, limit, shots):
+    def run(model, tokenizer, limit, shots, items):
         return score_choices(model, tokenizer, items_for(limit=limit, shots=shots))
     return run
 
@@ -41,9 +44,10 @@ TASKS: dict[str, Callable] = {
     "arc": choice_task(arc_items),
     "arc_challenge": choice_task(lambda limit, shots: arc_items(limit, shots, subset="ARC-Challenge")),
     "mmlu": choice_task(mmlu_items),
-    "gsm8k": lambda model, tokenizer, limit, shots: evaluate_gsm8k(model, tokenizer, limit=limit, shots=shots or 8),
-    "humaneval": lambda model, tokenizer, limit, shots: evaluate_humaneval(model, tokenizer, limit=limit),
-    "arithmetic": lambda model, tokenizer, limit, shots: evaluate_arithmetic(model, tokenizer, limit=limit),
+    "gsm8k": lambda model, tokenizer, limit, shots, items: evaluate_gsm8k(model, tokenizer, limit=limit,
+                                                                         shots=shots, items=items),
+    "humaneval": lambda model, tokenizer, limit, shots, items: evaluate_humaneval(model, tokenizer, limit=limit),
+    "arithmetic": lambda model, tokenizer, limit, shots, items: evaluate_arithmetic(model, tokenizer, limit=limit),
 }
 TASK_NAMES = ("ppl", *TASKS)
 LM_EVAL_PREFIX = "lm_eval:"  # "lm_eval:<task>": any lm-eval task, e.g. lm_eval:local_hellaswag (lm_eval_tasks.py)
@@ -59,7 +63,8 @@ def local_tasks_dir() -> Path:
 
 def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int | None = None,
               data: Mapping[str, str | Path] | None = None, seq_len: int | None = None, batch_size: int = 8,
-              shots: Mapping[str, int] | None = None) -> dict[str, float]:
+              shots: Mapping[str, int] | None = None,
+              items: Mapping[str, str | Path] | None = None) -> dict[str, float]:
     """Run ``tasks`` and return ``{"<task>/<metric>": value}``.
 
     ``lm_eval:<name>`` runs lm-evaluation-harness's task ``<name>`` on the model in process
@@ -68,11 +73,18 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
 
     ``ppl`` needs ``data`` (``{domain: held-out source path}``, read by the data package); ``limit`` caps
     the items of every task (and the batches of ``ppl``); ``seq_len`` defaults to the model's longest.
+    ``shots`` (task -> exemplars, default :data:`SHOTS`) and ``items`` (task -> a file of the task's own items,
+    for the tasks in :data:`ITEMS_TASKS`) are the tasks' options (a plan's ``evaluation.task_options``).
     """
     unknown = [t for t in tasks if t not in TASK_NAMES and not t.startswith(LM_EVAL_PREFIX)]
     if unknown:
         raise ConfigError(f"tasks: unknown {', '.join(unknown)} (known: {', '.join(TASK_NAMES)})")
     shots = {**SHOTS, **(shots or {})}
+    items = dict(items or {})
+    unusable = [t for t in items if t not in ITEMS_TASKS]
+    if unusable:
+        raise ConfigError(f"items: only {', '.join(ITEMS_TASKS)} can read its items from a file (got "
+                          f"{', '.join(unusable)})")
     results: dict[str, float] = {}
     for task in tasks:
         started = time.monotonic()
@@ -92,7 +104,8 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
                                     tasks_dir=local_tasks_dir())
             results.update(scores)
         else:
-            for metric, value in with_stderr(TASKS[task](model, tokenizer, limit, shots.get(task, 0))).items():
+            scores = TASKS[task](model, tokenizer, limit, shots.get(task, 0), items.get(task))
+            for metric, value in with_stderr(scores).items():
                 results[f"{task}/{metric}"] = float(value)
         results[f"{task}/seconds"] = time.monotonic() - started
     return results

@@ -30,6 +30,13 @@ def check_plan_data(plan: PlanConfig) -> dict[str, HeldOut]:
             held[name] = count_held_out(spec)
         except ConfigError as err:
             problems.append(missing_source_line(f"sources.{name}", spec.path, err))
+    evaluations = [("evaluation", plan.evaluation)] + [(f"stages.{i}.evaluation", s.evaluation)
+                                                       for i, s in enumerate(plan.stages) if s.evaluation]
+    for where, spec in evaluations:
+        for task, options in spec.task_options.items():
+            if options.items is not None and not Path(options.items).is_file():
+                problems.append(missing_source_line(f"{where}.task_options.{task}.items", options.items,
+                                                    ConfigError(f"file not found: {options.items}")))
     if problems:
         raise ConfigError(problems)
     users: dict[str, list[str]] = {}

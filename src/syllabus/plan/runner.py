@@ -154,7 +154,8 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
                     for d, path in stage.eval_sources.items()}
     gate = ForgettingGate(run.plan.forgetting, run.state.reference_ppl, stage.weights, metrics)
     hooks = [StageTasks(stage.tasks, stage.tasks_every, stage.task_limit, stage.index,
-                        run.evals if dist.is_main else None, metrics if dist.is_main else None)] \
+                        run.evals if dist.is_main else None, metrics if dist.is_main else None,
+                        task_arguments(stage.task_options))] \
         if stage.tasks_every and stage.tasks else []
     # stage.phases stay as planned: curriculum points given as fractions do not move when the stage is extended.
     trainer = Trainer(config, model, tokenizer, batches, out_dir=run.run_dir, checkpoint_dir=stage.checkpoints,
@@ -288,8 +289,14 @@ def _task_scores(stage: StagePlan, model, tokenizer) -> dict:
         return {}
     from syllabus.evaluate import run_tasks
 
-    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit)
+    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit, **task_arguments(stage.task_options))
     return {k: v for k, v in scores.items() if not k.endswith("/seconds")}  # n and stderr stay
+
+
+def task_arguments(task_options: dict) -> dict:
+    """``run_tasks``'s ``shots`` and ``items`` from a stage's ``task_options`` (task -> TaskOptions)."""
+    return {"shots": {t: o.shots for t, o in task_options.items() if o.shots is not None},
+            "items": {t: o.items for t, o in task_options.items() if o.items is not None}}
 
 
 def _save_state(state: RunState, run_dir: Path, dist: DistContext) -> None:

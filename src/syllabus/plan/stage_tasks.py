@@ -17,8 +17,10 @@ log = logging.getLogger("syllabus")
 
 
 class StageTasks:
-    def __init__(self, tasks: Sequence[str], every: int, limit: int | None, stage_index: int, evals, metrics):
+    def __init__(self, tasks: Sequence[str], every: int, limit: int | None, stage_index: int, evals, metrics,
+                 options: dict | None = None):
         self.tasks, self.every, self.limit = list(tasks), every, limit
+        self.options = options or {}  # run_tasks's shots and items
         self.stage_index = stage_index
         self.evals, self.metrics = evals, metrics  # MetricsLog-like (None on other ranks)
 
@@ -27,7 +29,7 @@ class StageTasks:
             return
         from syllabus.evaluate import run_tasks
 
-        scores = run_tasks(trainer.raw_model, trainer.tokenizer, self.tasks, limit=self.limit)
+        scores = run_tasks(trainer.raw_model, trainer.tokenizer, self.tasks, limit=self.limit, **self.options)
         trainer.raw_model.train()
         scores = {k: v for k, v in scores.items() if not k.endswith("/seconds")}
         row = {"stage": trainer.stage, "stage_index": self.stage_index, "step": trainer.step,

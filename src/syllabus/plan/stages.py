@@ -8,7 +8,7 @@ downstream picks the plan apart again.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.config.expect import Expectation, parse_expect
@@ -26,7 +26,7 @@ class StagePlan:
     ``special_tokens`` are every token added by this stage and the ones before it, in order, and
     ``new_tokens`` this stage's own; ``eval_sources`` are the domains scored on their held-out split at
     ``eval_seq_len`` tokens. ``tasks`` run at the stage's end (``task_limit`` items each) and, with
-    ``tasks_every``, every that many steps inside it. ``expectation`` is the parsed ``expect`` (None without
+    ``tasks_every``, every that many steps inside it, with ``task_options`` (task -> shots, items). ``expectation`` is the parsed ``expect`` (None without
     one) and ``extend_steps`` the optimizer steps one ``extend`` adds (0 without). ``frozen`` is the stage's
     config as written in the plan (what ``run_state.json`` keeps to refuse later edits).
     """
@@ -53,6 +53,7 @@ class StagePlan:
     pause: bool
     merge: MergeSpec | None
     frozen: dict
+    task_options: dict = field(default_factory=dict)  # task -> TaskOptions (shots, items)
 
     @property
     def checkpoints(self) -> Path:
@@ -86,7 +87,8 @@ def resolve_stages(plan: PlanConfig, run_dir: Path, epoch_tokens: dict[str, int]
             tasks_every=evaluation.tasks_every, expectation=expectation,
             extend_steps=extension_steps(expectation, first_phase.tokens_per_step,
                                          sum(epoch_tokens.get(s, 0) for s in stage.data)),
-            optimizer=stage.optimizer, pause=stage.pause, merge=stage.merge, frozen=stage.model_dump(by_alias=True)))
+            optimizer=stage.optimizer, pause=stage.pause, merge=stage.merge, frozen=stage.model_dump(by_alias=True),
+            task_options=dict(evaluation.task_options)))
     return resolved
 
 
