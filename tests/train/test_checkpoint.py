@@ -110,3 +110,23 @@ def test_a_manifest_written_with_sha256_still_verifies(tmp_path, model):
     assert ckpt.verify_checkpoint(path) is None
     (path / "model_config.json").write_text((path / "model_config.json").read_text().replace("1", "2", 1))
     assert ckpt.verify_checkpoint(path) == "model_config.json does not match its checksum"
+
+
+def test_equal_tensors_give_equal_checkpoint_files(tmp_path):
+    """safetensors writes its metadata keys in a random order; the saved file must not depend on it."""
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    from syllabus.train.checkpoint import save_checkpoint
+
+    state = {"model.embed_tokens.weight": torch.arange(12.0).reshape(3, 4), "model.norm.weight": torch.ones(4)}
+    digests = set()
+    for i in range(12):
+        folder = save_checkpoint(tmp_path / f"run{i}", 7, state, {"step": 7}, json_files={"run_config.json": {"a": 1}})
+        digests.add(tuple(hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                          for name in ("model.safetensors", "trainer_state.pt", "manifest.json")))
+        loaded = load_file(folder / "model.safetensors")
+        assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert len(digests) == 1

@@ -42,7 +42,7 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict[str, torch.Te
         entries = {}
         weights = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in model_state.items()},
                                     metadata={"format": "pt", "step": str(step)})
-        entries[MODEL_FILE] = write_hashed(tmp / MODEL_FILE, weights)
+        entries[MODEL_FILE] = write_hashed(tmp / MODEL_FILE, *canonical_safetensors(weights))
         del weights
         faults.check_save(step)
         faults.slow_save(step)
@@ -64,11 +64,30 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict[str, torch.Te
     return final
 
 
-def write_hashed(path: Path, data: bytes) -> dict:
-    """Write ``data`` to ``path`` (fsynced) and return its manifest entry, hashed on the way out."""
+def write_hashed(path: Path, *pieces: bytes) -> dict:
+    """Write ``pieces`` one after the other to ``path`` (fsynced) and return its manifest entry, hashed on the
+    way out."""
     with HashingWriter(path) as out:
-        out.write(data)
+        for data in pieces:
+            out.write(data)
         return out.close()
+
+
+def canonical_safetensors(data: bytes) -> tuple[bytes, memoryview]:
+    """A safetensors file whose bytes are a function of its contents: ``(header, tensor bytes)``.
+
+    ``safetensors`` writes the ``__metadata__`` map from a Rust ``HashMap``, so its keys (``format``, ``step``)
+    come out in a different order from one call to the next, and equal tensors gave files of different
+    hashes. The header (8-byte little-endian length, then JSON) is rewritten with those keys sorted and padded
+    with spaces to a multiple of 8 bytes, as the format allows; tensor offsets are relative to the data that
+    follows, so they do not move. The tensor bytes are returned as a view (no copy)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(bytes(data[8:8 + size]))
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text, memoryview(data)[8 + size:]
 
 
 def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
