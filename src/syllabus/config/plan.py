@@ -17,11 +17,21 @@ from syllabus.config.load import describe_error
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.config.source import SourceSpec, as_source_spec
 
-# Fields a stage may not set through `overrides`: the plan owns them.
-PLAN_OWNED = {"data_dir", "data_sources", "data_mix_weights", "tokenizer", "vocab_size", "out_dir", "checkpoint_dir",
-              "resume", "max_steps", "learning_rate", "min_learning_rate", "warmup_steps", "lr_schedule",
-              "model_config_name", "model", "format", "text_field", "template", "calculator", "languages",
-              "loss_on"}  # record options belong to each source
+# Training fields the plan owns -> where a plan sets them. `defaults` and `overrides` may not set them: the
+# plan's own value would silently win (a stage trains with the plan's `seed` + its index, whatever they say).
+PLAN_OWNED = {"seed": "the top-level `seed` (stage i trains with seed + i)",
+              "data_dir": "`sources`", "data_sources": "`sources`", "data_mix_weights": "`stages[].data`",
+              "tokenizer": "`tokenizer.path`", "vocab_size": "`tokenizer.vocab_size`",
+              "out_dir": "the run folder (`syllabus run --out`)", "checkpoint_dir": "the run folder (`syllabus run --out`)",
+              "resume": "the run folder (running again continues it)", "max_steps": "`stages[].budget`",
+              "learning_rate": "`stages[].lr.peak`", "min_learning_rate": "`stages[].lr.min`",
+              "warmup_steps": "`stages[].lr.warmup`", "lr_schedule": "`stages[].lr.schedule`",
+              "model_config_name": "`model.size`", "model": "`model.overrides`",
+              "eval_batches": "`evaluation.batches` (or a stage's `evaluation.batches`)",
+              **{f: f"`sources.<name>.{f}` (record options belong to each source)"
+                 for f in ("format", "text_field", "template", "calculator", "languages", "loss_on")}}
+# Set by the plan for `defaults` only; a stage's `overrides` may still set it.
+DEFAULTS_OWNED = {"eval_interval": "`evaluation.every` (or a stage's `evaluation.every` / `overrides.eval_interval`)"}
 RESERVED_TOKENS = {"<|endoftext|>", "<|pad|>"}
 # Benchmark tasks `syllabus.evaluate` runs (checked here, at the door, without importing it).
 BENCHMARK_TASKS = ("hellaswag", "arc", "arc_challenge", "mmlu", "gsm8k", "humaneval", "arithmetic")
@@ -225,8 +235,10 @@ class PlanConfig(_Strict):
         return self
 
     def problems(self) -> list[str]:
-        found = [f"defaults.{key}: not a training field a plan may set (the plan sets budget, lr, model, sources)"
-                 for key in self.defaults if key in PLAN_OWNED or key not in PreTrainingConfig.model_fields]
+        owned = {**PLAN_OWNED, **DEFAULTS_OWNED}
+        found = [f"defaults.{key}: set by the plan itself, in {owned[key]}; defaults may not set it" if key in owned
+                 else f"defaults.{key}: not a training field" for key in self.defaults
+                 if key in owned or key not in PreTrainingConfig.model_fields]
         if found:
             return found
         known = set(self.sources)
@@ -330,7 +342,10 @@ class PlanConfig(_Strict):
         found = []
         for key in stage.overrides:
             if key in PLAN_OWNED:
-                found.append(f"{at}.overrides.{key}: set by the plan itself (budget, lr, model, sources)")
+                found.append(f"{at}.overrides.{key}: set by the plan itself, in {PLAN_OWNED[key]}; overrides may not "
+                             f"set it")
+            elif key == "max_seq_length" and stage.curriculum:
+                found.append(f"{at}.overrides.max_seq_length: set by this stage's curriculum (its points' seq_len)")
             elif key not in PreTrainingConfig.model_fields:
                 found.append(f"{at}.overrides.{key}: not a training field")
         context = self.model_context()

@@ -60,7 +60,8 @@ def table(model: type[BaseModel], prefix: str, owned: set[str] = frozenset()) ->
         key = field.alias or name
         meaning = (field.description or "").replace("|", "\\|")
         if name in owned:
-            meaning += " *(set by the plan, not by defaults/overrides)*"
+            where = owned[name] if isinstance(owned, dict) else "the plan"
+            meaning += f" *(set by the plan, in {where}; not by defaults/overrides)*"
         cells = [f"`{prefix}{key}`", type_name(field.annotation), default_text(field)]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + f" | {meaning} |")
     return lines
