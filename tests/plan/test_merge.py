@@ -41,6 +41,7 @@ def test_merged_weights_become_final_when_the_rule_says_so(demo_corpus, demo_tok
     assert not torch.equal(final["model.norm.weight"], ckpt.load_model_state(checkpoints / "step_8")["model.norm.weight"])
     # the next stage starts from the merged weights
     assert records(run_dir, event="stage_start", stage="next")[0]["init_sha256"] == weights_digest(final)
+    assert sorted(p.name for p in (run_dir / "stages" / "1-noisy").iterdir()) == ["checkpoints"]  # no merging/ left
     merges = [json.loads(line) for line in open(run_dir / "evals.jsonl") if '"event": "merge"' in line]
     assert [(m["stage"], m["candidate"], m["chosen"]) for m in merges[:2]] == [("noisy", "final", False),
                                                                                  ("noisy", "merged", True)]

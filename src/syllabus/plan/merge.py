@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -125,6 +126,8 @@ def _write_merged_final(stage: StagePlan, trainer: Trainer, averaged: dict[str, 
                   for name in ("model_config.json", "run_config.json")}
     if trainer.raw_model.config.tie_word_embeddings:
         averaged = {k: v for k, v in averaged.items() if k != "lm_head.weight"}
-    written = ckpt.save_checkpoint(stage.folder / "merging", trainer.step, averaged, state, json_files=json_files,
-                                   text_files=text)
+    aside = stage.folder / "merging"
+    shutil.rmtree(aside, ignore_errors=True)  # what a run killed while merging left
+    written = ckpt.save_checkpoint(aside, trainer.step, averaged, state, json_files=json_files, text_files=text)
     ckpt._replace_dir(written, final)
+    shutil.rmtree(aside, ignore_errors=True)  # nothing is left beside the stage's checkpoints
