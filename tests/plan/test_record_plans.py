@@ -35,8 +35,14 @@ def test_calculation_embeddings_are_trained_and_an_unused_token_is_not(tmp_path,
         "evaluation": {"every": 1000, "perplexity": ["gsm8k"], "batches": 1},
     })
     assert run_plan(plan, tmp_path / "run")["status"] == "finished"
-    tok = load_tokenizer(tmp_path / "run" / "tokenizer.json")
+    tok = load_tokenizer(tmp_path / "run" / "tokenizer-base.json")  # before any stage added tokens
     first_new = tok.get_vocab_size()
+    # the run folder's tokenizer is the last stage's: its special tokens are single ids
+    final_tok = load_tokenizer(tmp_path / "run" / "tokenizer.json")
+    assert final_tok.encode("<calculation>1+1=2</calculation>").ids[0] == first_new
+    assert final_tok.to_str() == (tmp_path / "run" / "stages" / "2-math" / "checkpoints" / "final" /
+                                  "tokenizer.json").read_text()
+    assert "stages/2-math/checkpoints/final/tokenizer.json" in (tmp_path / "run" / "report.md").read_text()
     before = ckpt.load_model_state(tmp_path / "run" / "stages" / "1-foundation" / "checkpoints" / "final")
     after = ckpt.load_model_state(tmp_path / "run" / "stages" / "2-math" / "checkpoints" / "final")
     grown = before["model.embed_tokens.weight"][:first_new].mean(0)  # how new rows start (grow_embeddings)

@@ -40,6 +40,7 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines += _mix_table(plan, records)
     lines += _reweights(state.get("reweights", []), records)
     lines += _merges(records)
+    lines += _tokenizers(plan, run_dir, state)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
     lines += [f"- stage {e['stage']}, step {e['step']}: {e['domain']} perplexity {number_text(e.get('ppl'), '.2f')} = "
@@ -200,6 +201,20 @@ def _merges(records: list[dict]) -> list[str]:
         lines.append(f"| {r.get('stage')} | {r.get('candidate')} | {averaged} | {r.get('rule', '?')} | "
                      f"{number_text(r.get('mean_loss'), '.4f')} | {'yes' if r.get('chosen') else 'no'} |")
     lines += [f"- {r['stage']}: {r['note']}" for r in rows if r.get("note") and r.get("chosen")]
+    return lines + [""]
+
+
+def _tokenizers(plan: PlanConfig, run_dir: Path, state: dict) -> list[str]:
+    """Which tokenizer the run folder's ``tokenizer.json`` is, and each finished stage's (with its special tokens)."""
+    done = [(i, s) for i, s in enumerate(plan.stages) if s.name in state.get("completed", [])]
+    if not done:
+        return []
+    lines = ["## Tokenizers", "", f"`tokenizer.json` is the tokenizer of stage '{done[-1][1].name}', the last "
+             f"finished; `tokenizer-base.json` is the one before any stage added special tokens. Each stage's:", ""]
+    for i, stage in done:
+        path = f"stages/{i + 1}-{stage.name}/checkpoints/final/tokenizer.json"
+        added = f" (adds {' '.join(stage.special_tokens)})" if stage.special_tokens else ""
+        lines.append(f"- {stage.name}: [`{path}`]({path}){added}")
     return lines + [""]
 
 

@@ -45,6 +45,8 @@ from syllabus.train.trainer import Trainer
 
 log = logging.getLogger("syllabus")
 
+BASE_TOKENIZER = "tokenizer-base.json"  # the run's tokenizer before any stage added special tokens
+
 
 def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None = None) -> dict:
     """Train every stage of ``plan`` in ``run_dir`` (created if missing), continuing what is there.
@@ -212,6 +214,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
         if merged_val is not result.last_val:
             results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
+    _keep_stage_tokenizer(run, stage, tokenizer)
     for domain in stage.own_sources:
         if math.isfinite(results.get(f"ppl/{domain}") or math.inf):  # a domain not measured sets no reference
             run.state.reference_ppl[domain] = results[f"ppl/{domain}"]
@@ -249,9 +252,11 @@ def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGat
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
-    """The run's base tokenizer: given; else the one prepared shard sources were made with (all must agree);
-    else trained once (by the main rank) on the plan's sources and kept in the run folder; the other ranks
-    wait for it at a barrier."""
+    """The run's base tokenizer (before any stage adds special tokens): given; else the one prepared shard
+    sources were made with (all must agree); else trained once (by the main rank) on the plan's sources. Kept
+    in the run folder as ``tokenizer-base.json`` (and as ``tokenizer.json`` until a stage finishes, which then
+    holds that stage's tokenizer, :func:`_keep_stage_tokenizer`); a run folder from before the split, whose
+    ``tokenizer.json`` is the base, is read as such. The other ranks wait for the main rank at a barrier."""
     from syllabus.data import save_tokenizer, train_tokenizer
     from syllabus.data.shards import shards_tokenizer
     from syllabus.data.tokenizer import training_sample
@@ -259,18 +264,33 @@ def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
     if plan.tokenizer.path:
         return load_tokenizer(plan.tokenizer.path)
     prepared = shards_tokenizer({name: plan.source_spec(name).path for name in plan.sources})
-    path = run_dir / "tokenizer.json"
-    if prepared is not None:  # sources are prepared shards: the tokenizer they were made with, kept with the run
-        if dist.is_main and not path.exists():
-            save_tokenizer(prepared, path)
+    base, current = run_dir / BASE_TOKENIZER, run_dir / "tokenizer.json"
+    if dist.is_main and not base.exists():
+        if current.exists():  # a run folder from before tokenizer-base.json: its tokenizer.json is the base
+            base.write_text(current.read_text())
+        elif prepared is not None:  # prepared shards: the tokenizer they were made with, kept with the run
+            save_tokenizer(prepared, base)
+        else:
+            names = plan.tokenizer.train_on or list(plan.sources)
+            log.info("training a %d-token BPE tokenizer on %s", plan.tokenizer.vocab_size, ", ".join(names))
+            texts = training_sample([plan.sources[name] for name in names])
+            save_tokenizer(train_tokenizer(texts, plan.tokenizer.vocab_size), base)
+        if not current.exists():
+            current.write_text(base.read_text())
+    if prepared is not None:
         return prepared
-    if not path.exists() and dist.is_main:
-        names = plan.tokenizer.train_on or list(plan.sources)
-        log.info("training a %d-token BPE tokenizer on %s", plan.tokenizer.vocab_size, ", ".join(names))
-        texts = training_sample([plan.sources[name] for name in names])
-        save_tokenizer(train_tokenizer(texts, plan.tokenizer.vocab_size), path)
     dist.barrier()
-    return load_tokenizer(path)
+    return load_tokenizer(base)
+
+
+def _keep_stage_tokenizer(run: "_Run", stage: StagePlan, tokenizer) -> None:
+    """The run folder's ``tokenizer.json`` becomes the tokenizer of the stage that just finished (its special
+    tokens single ids), so the folder's tokenizer matches its newest final weights; main rank only, written
+    aside and renamed."""
+    if run.dist.is_main:
+        tmp = run.run_dir / "tokenizer.json.tmp"
+        tmp.write_text(tokenizer.to_str())
+        tmp.replace(run.run_dir / "tokenizer.json")
 
 
 def _end_of_stage_evaluation(stage: StagePlan, trainer: Trainer, tokenizer, last_val: dict) -> dict:
