@@ -59,7 +59,7 @@ def test_a_missing_data_file_is_one_clear_line_and_exit_2(code_corpus, code_toke
     done = syllabus(pretrain_argv(code_corpus, code_tokenizer, tmp_path / "run", "--data-dir", "",
                                   "--data-sources", str(missing), "--max-steps", "2"))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == f"syllabus pretrain: data source: file not found: {missing}"
+    assert done.stderr.strip().splitlines() == [f"syllabus pretrain: data_sources: file not found: {missing}"]
     assert "Traceback" not in done.stderr
 
 

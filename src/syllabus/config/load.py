@@ -62,8 +62,9 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
     """Build ``model`` from ``data`` or raise ``ConfigError`` with one readable line per problem."""
     try:
         return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError([describe_error(model, e) for e in err.errors()]) from None
+    except ValidationError as err:  # the most useful line first: a misspelt field's "did you mean"
+        problems = [describe_error(model, e) for e in err.errors()]
+        raise ConfigError(sorted(problems, key=lambda line: "did you mean" not in line)) from None
 
 
 def describe_error(model: type[BaseModel], error: dict) -> str:

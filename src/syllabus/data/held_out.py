@@ -55,10 +55,13 @@ def count_held_out(spec: SourceSpec, max_bytes: int = COUNT_BYTES) -> HeldOut:
     source whose files do not exist."""
     if is_hub_spec(spec.path):
         return HeldOut(None, None, False, "the dataset's validation (else test) split, else a hash split")
-    folder = shard_folder(spec.path, "val")
-    if folder is not None and folder != Path(spec.path):
+    folder, train = shard_folder(spec.path, "val"), shard_folder(spec.path, "train")
+    if folder is not None:  # prepared shards: their val split (a folder of one split is read for both)
         docs = ShardSet(folder).num_docs
-        return HeldOut(docs, docs, True, "its prepared val split")
+        return HeldOut(docs, docs, True, "its prepared val split" if folder != Path(spec.path)
+                       else "its prepared shards (one split, read for training too)")
+    if train is not None:
+        return HeldOut(0, ShardSet(train).num_docs, True, "its prepared shards (no val split)")
     files = resolve_files(spec.path)
     chosen, by_name = files_for_split(files, "val")
     fraction = val_fraction_of(spec)

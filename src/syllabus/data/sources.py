@@ -90,6 +90,40 @@ def resolve_files(spec: str | Path) -> list[Path]:
     raise ConfigError(f"data source: file not found: {path}")
 
 
+DEMO_CORPUS = "demo-corpus"  # the demo plans' folder (plans/demo.yaml), built by `syllabus corpus demo`
+
+
+def missing_sources(named: dict[str, str]) -> list[str]:
+    """One line per source of ``named`` (``field`` -> path) whose files cannot be found, empty when all are
+    there; checked before anything trains, warns or writes. Hub specs and prepared shard folders count as
+    there. A relative path says it is relative to the current folder; paths under the demo corpus are one
+    line naming the command that builds it (``syllabus corpus demo <folder>``)."""
+    missing: dict[str, str] = {}
+    for field, path in named.items():
+        text = str(path)
+        if is_hub_spec(text) or (Path(text) / "header.json").is_file() or (Path(text) / "train" / "header.json").is_file():
+            continue
+        try:
+            resolve_files(text)
+        except ConfigError as err:
+            missing[field] = str(err).removeprefix("data source: ")
+    demo = {f: p for f, p in missing.items() if DEMO_CORPUS in str(named[f])}
+    lines = []
+    if demo:
+        root = str(named[next(iter(demo))])
+        root = root[: root.index(DEMO_CORPUS) + len(DEMO_CORPUS)]
+        lines.append(f"{', '.join(demo)}: the demo corpus is not there ({', '.join(demo.values())}"
+                     f"{_relative_note(root)}); build it first: syllabus corpus demo {root}")
+    for field, problem in missing.items():
+        if field not in demo:
+            lines.append(f"{field}: {problem}{_relative_note(str(named[field]))}")
+    return lines
+
+
+def _relative_note(path: str) -> str:
+    return "" if Path(path).is_absolute() else f", relative to the current folder {Path.cwd()}"
+
+
 def split_of_name(path: Path) -> str | None:
     """``train.jsonl``/``train-0001.jsonl`` -> "train", ``val.jsonl``/``validation.jsonl`` -> "val"."""
     stem = path.name.split(".")[0].lower()

@@ -1,7 +1,7 @@
 """The plan's data, checked at the door: before a tokenizer is trained, a warning printed or a file written.
 
-``check_plan_data`` finds every source's files (a missing one is the first and only line, relative paths named
-as such, the demo corpus's with the command that builds it) and counts each source's held-out documents
+``check_plan_data`` finds every source's files (``data.sources.missing_sources``: one line per missing source,
+relative paths named as such, the demo corpus's with the command that builds it) and counts each source's held-out documents
 (:mod:`syllabus.data.held_out`). A source scored for perplexity, which ``expect`` targets, merges and the
 forgetting gate read, must hold out at least one document: one that holds out none is refused in one line
 naming the source and the ways out (a val file, a larger ``val_fraction``, or dropping it from ``perplexity``),
@@ -15,30 +15,22 @@ from pathlib import Path
 from syllabus.config.errors import ConfigError
 from syllabus.config.plan import PlanConfig
 from syllabus.data.held_out import HeldOut, count_held_out, val_fraction_of
-
-DEMO_CORPUS = "demo-corpus"  # the demo plans' folder (plans/demo.yaml)
+from syllabus.data.sources import missing_sources
 
 
 def check_plan_data(plan: PlanConfig) -> dict[str, HeldOut]:
     """Every source's held-out count (for the plan table); raises ``ConfigError`` (one line per problem) for a
     source that cannot be found or a perplexity domain with no held-out document."""
-    held: dict[str, HeldOut] = {}
-    problems: list[str] = []
-    for name in plan.sources:
-        spec = plan.source_spec(name)
-        try:
-            held[name] = count_held_out(spec)
-        except ConfigError as err:
-            problems.append(missing_source_line(f"sources.{name}", spec.path, err))
+    problems = missing_sources({f"sources.{name}": plan.source_spec(name).path for name in plan.sources})
     evaluations = [("evaluation", plan.evaluation)] + [(f"stages.{i}.evaluation", s.evaluation)
                                                        for i, s in enumerate(plan.stages) if s.evaluation]
     for where, spec in evaluations:
         for task, options in spec.task_options.items():
             if options.items is not None and not Path(options.items).is_file():
-                problems.append(missing_source_line(f"{where}.task_options.{task}.items", options.items,
-                                                    ConfigError(f"file not found: {options.items}")))
+                problems += missing_sources({f"{where}.task_options.{task}.items": options.items})
     if problems:
         raise ConfigError(problems)
+    held = {name: count_held_out(plan.source_spec(name)) for name in plan.sources}
     users: dict[str, list[str]] = {}
     for i, stage in enumerate(plan.stages):
         for domain in plan.stage_evaluation(i).perplexity:
@@ -64,15 +56,3 @@ def no_held_out_line(plan: PlanConfig, name: str, count: HeldOut, used_by: list[
             f"evaluated, yet {', '.join(used_by)} scores it; give it a val file (val.jsonl beside "
             f"its training files), a larger split (`val_fraction: {larger:g}` in sources.{name}), or drop it "
             f"from perplexity")
-
-
-def missing_source_line(where: str, path: str, err: ConfigError) -> str:
-    """The line for a source whose files are missing: relative paths say from where, the demo corpus says
-    which command builds it."""
-    line = f"{where}: {str(err).removeprefix('data source: ')}"
-    if not Path(path).is_absolute() and not str(path).startswith("hf:"):
-        line += f" (relative to the current folder, {Path.cwd()})"
-    if DEMO_CORPUS in str(path):
-        root = str(path)[: str(path).index(DEMO_CORPUS) + len(DEMO_CORPUS)]
-        line += f"; build the demo corpus first: syllabus corpus demo {root}"
-    return line

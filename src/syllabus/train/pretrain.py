@@ -47,6 +47,7 @@ class PreTrainer:
 
     def train(self) -> TrainResult:
         cfg = self.config
+        check_data(cfg)  # the data first: before a warning, a tokenizer or a file in out_dir
         dist = DistContext.from_env(cfg.device, cfg.strategy, cfg.dist_timeout_seconds)
         if not dist.is_main:  # one voice: rank 0 logs; the others only warn and fail
             log.setLevel(max(log.level, logging.WARNING))
@@ -101,6 +102,18 @@ class PreTrainer:
                 return trainer.train()
             finally:
                 trainer.metrics.close()
+
+
+def check_data(cfg: PreTrainingConfig) -> None:
+    """Refuse, in one line per source, data that is not there (``ConfigError``), before anything else runs."""
+    from syllabus.data.sources import missing_sources
+
+    sources, _ = resolve_sources(cfg)
+    field = "data_sources" if cfg.data_sources else "data_dir"
+    problems = missing_sources({f"{field} {name}" if len(sources) > 1 else field: spec.path
+                                for name, spec in sources.items()})
+    if problems:
+        raise ConfigError(problems)
 
 
 def write_run_config(out_dir: Path, cfg: PreTrainingConfig, precision: PrecisionChoice | None = None) -> None:
