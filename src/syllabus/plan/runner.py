@@ -68,7 +68,7 @@ def run_plan(plan: PlanConfig, run_dir: str | Path, *, pause_after: str | None =
     defaults = plan.training_config(0)
     dist = DistContext.from_env(defaults.device, defaults.strategy, defaults.dist_timeout_seconds)
     try:
-        with StopRequest() as stop, RunLock(run_dir, enabled=dist.is_main):
+        with StopRequest() as stop, RunLock(run_dir, rank=dist.rank):
             return _run_stages(plan, run_dir, pause_after, dist, stop, held_out)
     finally:
         dist.close()

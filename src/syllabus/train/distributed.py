@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from syllabus.train import faults
+from syllabus.train.launch import watch_launcher
 
 @dataclass
 class DistContext:
@@ -57,6 +58,7 @@ class DistContext:
         if world_size == 1:
             return cls.single(device)
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        watch_launcher()  # a SIGKILLed torchrun takes this worker with it
         chosen = pick_device(device, local_rank)
         if not dist.is_initialized():
             backend = "nccl" if chosen.type == "cuda" else "gloo"

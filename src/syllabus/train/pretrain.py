@@ -68,7 +68,7 @@ class PreTrainer:
 
         cfg = self.config
         sources, weights = resolve_sources(cfg)
-        with StopRequest() as stop, RunLock(self.out_dir, enabled=dist.is_main):
+        with StopRequest() as stop, RunLock(self.out_dir, rank=dist.rank):
             if dist.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_run_config(self.out_dir, cfg)

@@ -1,4 +1,10 @@
-"""One run per folder: an advisory lock on ``<run>/.lock`` held for the life of the process."""
+"""One run per folder: advisory locks held for the life of each process of a run.
+
+Rank 0 (or a run without torchrun) holds ``<run>/.lock``; every other rank ``r`` holds ``<run>/.lock.rank<r>``.
+A rank of an earlier run that still lives therefore refuses the same rank of a new run, not only its rank 0:
+under FSDP2 every rank writes checkpoint shards, so a surviving old rank is a second writer too. Torchrun
+stops every worker when one fails, so the refusal ends the whole new run. Ranks of a torchrun whose launcher
+was SIGKILLed end themselves (``launch.watch_launcher``) and their locks go with them."""
 
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ class RunLock:
     The lock is the kernel's (``flock``), so it disappears with the process, even after SIGKILL.
     """
 
-    def __init__(self, folder: str | Path, enabled: bool = True):
-        self.path = Path(folder) / ".lock"
+    def __init__(self, folder: str | Path, enabled: bool = True, rank: int = 0):
+        self.path = Path(folder) / (".lock" if rank == 0 else f".lock.rank{rank}")
+        self.rank = rank
         self.enabled = enabled
         self._fd: int | None = None
 
@@ -30,7 +37,8 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ConfigError(f"{self.path.parent}: another run (pid {holder}) is using this folder") from None
+            who = "another run" if self.rank == 0 else f"rank {self.rank} of another run"
+            raise ConfigError(f"{self.path.parent}: {who} (pid {holder}) is using this folder") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
