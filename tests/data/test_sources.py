@@ -94,8 +94,7 @@ def test_the_stream_holds_out_the_source_val_fraction(tmp_path, tok):
     write(tmp_path / "small" / "train.jsonl", [{"text": f"document {i}: a short line."} for i in range(150)])
     spec = SourceSpec(path=str(tmp_path / "small"), val_fraction=0.2)
     ds = TextStreamDataset(spec, tok, split="val", shuffle=False)
-    docs = 0
-    while ds.unit_seq == 0:
-        ds.read_document(10_000)
-        docs += 1
-    assert docs == count_held_out(spec).docs > 10
+    assert len(ds.units) == 1
+    assert len(ds.source[0]["docs"]) == count_held_out(spec).docs > 10  # the one unit's held-out documents
+    default = TextStreamDataset(SourceSpec(path=spec.path), tok, split="val", shuffle=False)
+    assert len(default.source[0]["docs"]) < 5  # 1% of 150

@@ -21,7 +21,7 @@ from syllabus.config.source import SourceSpec
 from syllabus.data.records import RecordRenderer
 from syllabus.data.shards import ShardSet, shard_folder
 from syllabus.data.sources import (files_for_split, is_hub_spec, plan_units, read_unit, resolve_files,
-                                   split_of_text)
+                                   split_of_name, split_of_text)
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION
 
 COUNT_BYTES = 64 << 20  # text read at most to count a source's held-out documents
@@ -66,8 +66,7 @@ def count_held_out(spec: SourceSpec, max_bytes: int = COUNT_BYTES) -> HeldOut:
     chosen, by_name = files_for_split(files, "val")
     fraction = val_fraction_of(spec)
     if by_name:
-        rule = "the " + ("val" if any("val" in f.name.lower() or "dev" in f.name.lower() for f in chosen)
-                         else "test") + " file"
+        rule = "the val file" if any(split_of_name(f) == "val" for f in chosen) else "the test file"
     else:
         rule = f"a {fraction * 100:g}% content-hash split"
     renderer, skips = RecordRenderer(spec), Counter()

@@ -1,8 +1,8 @@
 """The plan's data, checked at the door: before a tokenizer is trained, a warning printed or a file written.
 
 ``check_plan_data`` finds every source's files (``data.sources.missing_sources``: one line per missing source,
-relative paths named as such, the demo corpus's with the command that builds it) and counts each source's held-out documents
-(:mod:`syllabus.data.held_out`). A source scored for perplexity, which ``expect`` targets, merges and the
+relative paths named as such, the demo corpus's with the command that builds it) and counts each source's
+held-out documents (:mod:`syllabus.data.held_out`). A source scored for perplexity, which ``expect`` targets, merges and the
 forgetting gate read, must hold out at least one document: one that holds out none is refused in one line
 naming the source and the ways out (a val file, a larger ``val_fraction``, or dropping it from ``perplexity``),
 never evaluated as nothing.

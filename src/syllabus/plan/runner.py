@@ -33,6 +33,7 @@ from syllabus.plan.door import check_plan_data
 from syllabus.plan.forgetting import ForgettingGate
 from syllabus.plan.handover import carry_optimizer, stage_model, stage_tokenizer
 from syllabus.plan.merge import merge_at_stage_end
+from syllabus.plan.numbers import as_number
 from syllabus.plan.run_state import RunState
 from syllabus.plan.stage_tasks import StageTasks
 from syllabus.plan.stages import StagePlan, resolve_stages
@@ -214,9 +215,9 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
         if merged_val is not result.last_val:
             results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
-    _keep_stage_tokenizer(run, stage, tokenizer)
+    _keep_stage_tokenizer(run, tokenizer)
     for domain in stage.own_sources:
-        if math.isfinite(results.get(f"ppl/{domain}") or math.inf):  # a domain not measured sets no reference
+        if as_number(results.get(f"ppl/{domain}")) is not None:  # a domain not measured sets no reference
             run.state.reference_ppl[domain] = results[f"ppl/{domain}"]
     run.evals.log({"stage": stage.name, "stage_index": stage.index, "step": result.step,
                "tokens_seen": result.tokens_seen, **results})
@@ -283,7 +284,7 @@ def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
     return load_tokenizer(base)
 
 
-def _keep_stage_tokenizer(run: "_Run", stage: StagePlan, tokenizer) -> None:
+def _keep_stage_tokenizer(run: "_Run", tokenizer) -> None:
     """The run folder's ``tokenizer.json`` becomes the tokenizer of the stage that just finished (its special
     tokens single ids), so the folder's tokenizer matches its newest final weights; main rank only, written
     aside and renamed."""
