@@ -50,3 +50,24 @@ def test_narrator_records_are_refused_naming_the_role_then_train_once_mapped(tmp
     with pytest.raises(ConfigError, match=r"unknown_role:narrator=\d+.*roles: \{narrator: assistant\}"):
         run_plan(chat_plan(source), tmp_path / "run")
     assert run_plan(chat_plan(source, roles={"narrator": "assistant"}), tmp_path / "run2")["status"] == "finished"
+
+
+def test_a_small_source_with_a_larger_split_is_evaluated_merged_and_reported(tmp_path):
+    """The field report's 150-document train.jsonl with `merge: {last: 3}`: refused with the 1% split (see
+    test_describe_sources), evaluated with `val_fraction: 0.2` — losses measured, the merge compared by numbers,
+    the report written."""
+    rows = [{"text": f"doc {i}: a short line of prose about the number {i}."} for i in range(150)]
+    source = write_records(tmp_path / "small" / "train.jsonl", rows)
+    plan = validate(PlanConfig, {
+        "name": "small", "sources": {"small": {"path": source, "val_fraction": 0.2}},
+        "model": {"size": "tiny", "overrides": TINY_MODEL}, "tokenizer": {"vocab_size": 300},
+        "defaults": {**DEFAULTS, "keep_last_n_checkpoints": 3},
+        "stages": [{"name": "s", "data": {"small": 1.0}, "budget": {"steps": 6}, "lr": {"peak": 1e-3, "warmup": 0},
+                    "merge": {"last": 3}}],
+        "evaluation": {"every": 2, "perplexity": ["small"], "batches": 1}})
+    summary = run_plan(plan, tmp_path / "run")
+    assert summary["status"] == "finished" and (tmp_path / "run" / "report.md").is_file()
+    evals = [json.loads(line) for line in open(tmp_path / "run" / "evals.jsonl")]
+    merges = [r for r in evals if r.get("event") == "merge"]
+    assert len(merges) == 2 and all(math.isfinite(r["mean_loss"]) for r in merges)
+    assert [r for r in records(tmp_path / "run") if "val_loss/small" in r]
