@@ -93,3 +93,10 @@ def test_encode_prompt_and_batched_generation_see_one_bos(case, tokenizer, make_
     generate(model, tok, prompts, Sampling(max_new_tokens=3), batch_size=3)
     assert sorted(fed) == sorted([bos] + encode_text(tokenizer, p) for p in prompts)
     assert all(row.count(bos) == 1 for row in fed)
+
+
+def test_a_prompt_cut_to_fit_is_never_cut_silently(tokenizer, make_model, caplog):
+    model = make_model(tokenizer.get_vocab_size(), max_position_embeddings=24)
+    with caplog.at_level("WARNING", logger="syllabus"):
+        generate(model, tokenizer, [TEXT * 3, "A man"], Sampling(max_new_tokens=8))
+    assert "generation: 1 of 2 prompts are longer than the 16 tokens left for a prompt" in caplog.text

@@ -17,6 +17,7 @@ start of a stop string or an incomplete UTF-8 character, and never yielded past 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -24,6 +25,8 @@ import torch
 from torch import Tensor
 
 from syllabus.model.transformer import KVCache, Transformer
+
+log = logging.getLogger("syllabus")
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,21 @@ def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, 
     ``attention_mask`` (0/1 or bool [B, T]) marks real prompt tokens when rows are left-padded; None
     means no padding. Stops after ``max_new_tokens``, when every row has produced ``eos_id``, or when
     ``finished()`` (asked after each step) is true for every row; rows that produced ``eos_id`` keep
-    yielding it. The prompt is cut from the left so prompt + new tokens fit the model.
+    yielding it. The prompt is cut from the left so prompt + new tokens fit the model, never silently: a
+    warning says how many prompts lost how many tokens (tasks that can shorten a prompt better, by whole
+    exemplars, do so before calling: ``gsm8k.fit_prompt``).
     """
     if sampling.max_new_tokens == 0:
         return
     limit = model.config.max_position_embeddings
     keep = max(1, limit - sampling.max_new_tokens)
+    lengths = (attention_mask.sum(dim=1) if attention_mask is not None
+               else torch.full((prompt_ids.shape[0],), prompt_ids.shape[1])).tolist()
+    cut = [n - keep for n in lengths if n > keep]
+    if cut:
+        log.warning("generation: %d of %d prompts are longer than the %d tokens left for a prompt (context %d - "
+                    "%d new tokens); they lose their first %d-%d tokens", len(cut), len(lengths), keep, limit,
+                    sampling.max_new_tokens, min(cut), max(cut))
     device = next(model.parameters()).device
     ids = prompt_ids[:, -keep:].to(device)
     mask = None if attention_mask is None else attention_mask[:, -keep:].to(device).bool()
