@@ -133,7 +133,8 @@ def plan_file(root: Path, sources: dict, tokenizer: Path, device: str, **default
             "tokenizer": {"path": str(tokenizer)},
             "defaults": {"micro_batch_size": 4, "max_seq_length": 64, "log_interval": 1, "save_interval": 2,
                          "device": device, "dist_timeout_seconds": 120, **defaults},
-            "stages": [{"name": "first", "data": {"code": 1.0}, "budget": {"steps": 4}, "lr": {"peak": 2e-3, "warmup": 1}},
+            "stages": [{"name": "first", "data": {"code": 1.0}, "budget": {"steps": 4},
+                        "lr": {"peak": 2e-3, "warmup": 1}},
                        {"name": "second", "data": {"more": 0.8}, "replay": {"fraction": 0.2, "from": ["first"]},
                         "budget": {"steps": 6}, "lr": {"peak": 1e-3, "warmup": 1}}],
             "evaluation": {"every": 100, "tasks": ["arithmetic"], "limit": 4, "batches": 1, "perplexity": ["code"]}}
@@ -347,7 +348,7 @@ def run_checks(dry: bool, rounds: int, steps: int) -> dict:
     device = "cpu" if dry else "cuda"
     out: dict = {"dry_run": dry, "torch": torch.__version__,
                  "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                 "date": time.strftime("%Y-%m-%d")}
+                 "date": time.strftime("%Y-%m-%d"), "not_installed": missing(requirements())}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
