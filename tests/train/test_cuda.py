@@ -37,3 +37,6 @@ def test_a_stage_trains_on_the_gpu_in_auto(code_corpus, code_tokenizer, tmp_path
     steps = [r for r in records if "loss" in r]
     assert all(math.isfinite(r["loss"]) for r in steps) and steps[-1]["loss"] < steps[0]["loss"]
     assert all(0 < r["mfu"] <= 1 and r["peak_flops"] >= max(event["peaks"].values()) for r in steps)
+    # against the spec sheet's dense peak on a GPU in the table, with the measured one beside; else measured
+    assert all(r["peak_source"] == "measured" or (r["peak_source"].startswith("spec: ")
+                                                  and 0 < r["measured_mfu"] <= 1) for r in steps)
