@@ -133,7 +133,7 @@ def plan_file(root: Path, sources: dict, tokenizer: Path, device: str, **default
             "tokenizer": {"path": str(tokenizer)},
             "defaults": {"micro_batch_size": 4, "max_seq_length": 64, "log_interval": 1, "save_interval": 2,
                          "device": device, "dist_timeout_seconds": 120, **defaults},
-            "stages": [{"name": "first", "data": {"code": 1.0}, "budget": {"steps": 4},
+            "stages": [{"name": "first", "data": {"code": 1.0}, "budget": {"steps": 3},
                         "lr": {"peak": 2e-3, "warmup": 1}},
                        {"name": "second", "data": {"more": 0.8}, "replay": {"fraction": 0.2, "from": ["first"]},
                         "budget": {"steps": 6}, "lr": {"peak": 1e-3, "warmup": 1}}],
@@ -183,9 +183,19 @@ def check_throughput(work: Path, dry: bool, rounds: int, steps: int) -> dict:
             "rows": [{k: r.get(k) for k in keep} for r in result["rows"]], "ratios": result["ratios"]}
 
 
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+    return found
+
+
 def in_stage_2(run_dir: Path, step: int) -> bool:
-    """Whether ``run_dir`` has logged the loss of ``step`` in stage 2 (a periodic async save of step 2 may still
-    be in flight: the resume then starts from the stage's last written checkpoint, exactly all the same)."""
+    """Whether ``run_dir`` has logged the loss of ``step`` in stage 2. At step 5 the async save of step 2 is on
+    disk (step 4's save waited for it), so the resume starts inside the stage, from step 2."""
     try:
         return any(f'"step": {step}, "loss"' in line and '"stage": "second"' in line
                    for line in open(run_dir / "metrics.jsonl"))
@@ -194,7 +204,9 @@ def in_stage_2(run_dir: Path, step: int) -> bool:
 
 
 def check_fsdp(work: Path, sources, tokenizer, device: str, dry: bool) -> dict:
-    """Straight, then killed in stage 2 (at its step 3) and resumed: exact, under FSDP2 on one NCCL rank."""
+    """Straight, then killed in stage 2 (at its step 5) and resumed: exact, under FSDP2 on one NCCL rank."""
+    from syllabus.train import faults
+
     folder = work / "fsdp"
     folder.mkdir()
     plan = plan_file(folder, sources, tokenizer, device, strategy="fsdp", mixed_precision="bf16",
@@ -204,17 +216,26 @@ def check_fsdp(work: Path, sources, tokenizer, device: str, dry: bool) -> dict:
     done = subprocess.run(argv(straight), capture_output=True, text=True, env=env(), timeout=300)
     if done.returncode:
         return {"ok": False, "error": done.stderr[-1500:]}
-    proc = subprocess.Popen(argv(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
-                            start_new_session=True)
+    # the write of stage 2's step-4 checkpoint (async) pauses half-way: the kill lands inside the stage however
+    # fast the GPU runs the rest of it
+    slow = {faults.SLOW_SAVE_STEPS: "4", faults.SLOW_SAVE_SECONDS: "20"}
+    proc = subprocess.Popen(argv(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**env(), **slow}, start_new_session=True)
     deadline = time.time() + 240
-    while not in_stage_2(killed, 3) and proc.poll() is None and time.time() < deadline:
+    while not in_stage_2(killed, 5) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    killed_early = proc.poll() is None
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its worker: the session this check started
+    for pid in children(proc.pid):  # the worker first, so the launcher reaps it (no zombie holding the run lock)
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)  # torchrun exits once its worker died
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the session this check started
     proc.wait()
+    killed_early = "second" not in stage_scores(killed)
     again = subprocess.run(argv(killed), capture_output=True, text=True, env=env(), timeout=300)
     if again.returncode:
-        return {"ok": False, "error": "resume: " + again.stderr[-1500:]}
+        said = [line for line in again.stderr.splitlines() if line.startswith("syllabus run:")]
+        return {"ok": False, "error": "resume: " + (said[-1] if said else again.stderr[-1500:])}
     sharded = (straight / "stages" / "1-first" / "checkpoints" / "final" / "sharded" / ".metadata").is_file()
     scores = stage_scores(straight)
     return {"ok": True, "sharded_checkpoints": sharded, "killed_in_stage_2": killed_early,
