@@ -5,7 +5,7 @@ import torch
 
 from syllabus.train import peaks
 from syllabus.train.precision import PrecisionChoice
-from syllabus.train.spec_peaks import spec_peaks
+from syllabus.train.spec_peaks import device_spec_peaks, spec_peaks
 from syllabus.train.throughput import PeakEstimate, describe_mfu
 from syllabus.train.trainer import Trainer
 
@@ -76,3 +76,12 @@ def test_only_a_single_process_measures_a_peak_again():
         estimate = Trainer._peak_estimate(trainer)
         assert estimate._remeasure is expected and estimate.spec == {}
     assert PeakEstimate(choice, "cpu", remeasure=None).figures(1e6, 1e4)["mfu"] == 10.0  # above 1, left as read
+
+
+def test_the_current_gpu_is_looked_up_by_its_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")  # TF32 allowed
+    label, figures = device_spec_peaks("cuda")
+    assert label == "H100/H200 SXM" and figures["fp32"] == pytest.approx(494.7e12)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Mystery GPU")
+    assert device_spec_peaks("cuda") is None and device_spec_peaks("cpu") is None
