@@ -92,7 +92,7 @@ check() {
     tail -n 3 "$log/tests.txt"
 
     local run_rc=0
-    timeout 450 "$py" "$here/gpu_check.py" run $([[ "$dry" == 1 ]] && echo --dry-run) \
+    timeout "$([[ "$dry" == 1 ]] && echo 1500 || echo 450)" "$py" "$here/gpu_check.py" run $([[ "$dry" == 1 ]] && echo --dry-run) \
         --rounds "${ROUNDS:-3}" --steps "${STEPS:-3}" >"$log/run.json" 2>"$log/run.txt" || run_rc=$?
     tail -n 12 "$log/run.txt"
 
