@@ -18,7 +18,9 @@ Noise control: every configuration is warmed up first (compile happens there), t
 A B A B ... for ``--rounds`` rounds of ``--steps`` steps; the figure is the median over rounds, and a ratio
 (``x hf``, ``x nano``) is the median of the per-round ratios (``paired_ratios``), printed with its range. MFU divides
 ``Transformer.flops_per_token`` x tokens/s by the best square-matmul FLOP/s of the row's precision measured in
-this same run (``MFU``; before and after the rows, the higher reading) and by the fastest precision's (``MFU best``).
+this same run (``MFU``; before and after the rows, the higher reading) and by the fastest precision's (``MFU best``);
+on a GPU in ``syllabus.train.spec_peaks``'s table also by the dense spec-sheet peak of the row's precision
+(``mfu_spec`` in the JSON). On CUDA each round is timed between two ``torch.cuda.synchronize()`` (``run_round``).
 Peak memory = parameters + optimizer state + the RSS high-water mark above the pre-step RSS during one more
 step after the timed rounds (``malloc_trim`` first, then ``/proc/self/clear_refs`` resets the mark; the
 timed steps run untouched, as in training), on GPU
@@ -49,6 +51,7 @@ from syllabus.data import open_batches  # noqa: E402
 from syllabus.model import Transformer  # noqa: E402
 from syllabus.train.schedule import Phase  # noqa: E402
 from syllabus.train.peaks import cpu_model  # noqa: E402
+from syllabus.train.spec_peaks import device_spec_peaks  # noqa: E402
 from syllabus.train.throughput import machine_peak_flops, mfu  # noqa: E402
 from syllabus.train.trainer import Trainer, _Window  # noqa: E402
 
@@ -59,6 +62,7 @@ SHAPES = {
     "cpu-v96": (dict(CPU, vocab_size=96), 256, 8),
     "cpu-v8k": (dict(CPU, vocab_size=8192), 256, 8),
     "small": (dict(vocab_size=32000, max_position_embeddings=2048), 1024, 8),
+    "small-2k": (dict(vocab_size=32000, max_position_embeddings=2048), 2048, 8),  # bench/gpu_check.sh's shape
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DATA_VOCAB = 8192
@@ -159,7 +163,7 @@ def syllabus_runner(shape: str, dtype: str, mode: str, shards, tokenizer, out_di
                     min_lr: float = 6e-5, weight_decay: float = 0.1) -> Runner:
     model_cfg, seq_len, mb = SHAPES[shape]
     torch.manual_seed(seed)
-    model = Transformer(model_config_for("tiny", **model_cfg) if shape != "small"
+    model = Transformer(model_config_for("tiny", **model_cfg) if not shape.startswith("small")
                         else model_config_for("small", **model_cfg))
     config = PreTrainingConfig(max_seq_length=seq_len, micro_batch_size=mb, mixed_precision=dtype,
                                compile=mode == "compiled", fused_kernels=mode == "fused",
@@ -186,7 +190,7 @@ def reference_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, 
     import transformers
 
     model_cfg, seq_len, mb = SHAPES[shape]
-    ours = model_config_for("tiny" if shape != "small" else "small", **model_cfg)
+    ours = model_config_for("small" if shape.startswith("small") else "tiny", **model_cfg)
     hf_config = transformers.LlamaConfig(
         vocab_size=ours.vocab_size, hidden_size=ours.hidden_size, intermediate_size=ours.intermediate_size,
         num_hidden_layers=ours.num_hidden_layers, num_attention_heads=ours.num_attention_heads,
@@ -231,7 +235,7 @@ def nanogpt_runner(shape: str, dtype: str, compiled: bool, shards, tokenizer, se
     from nanogpt_reference import nanogpt_step
 
     model_cfg, seq_len, mb = SHAPES[shape]
-    cfg = model_config_for("tiny" if shape != "small" else "small", **model_cfg).model_dump()
+    cfg = model_config_for("small" if shape.startswith("small") else "tiny", **model_cfg).model_dump()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     batches = open_train_batches(shards, tokenizer, cfg["vocab_size"], seed)
     model, optimizer, step = nanogpt_step(cfg, seq_len, mb, dtype, batches.next_batch, device, compiled=compiled,
@@ -252,13 +256,23 @@ def cpu_flags() -> str:
 
 
 # --- the measurement --------------------------------------------------------------------------------------
-def run_round(runner: Runner, steps: int) -> None:
+def run_round(runner: Runner, steps: int, device: str = "cpu") -> None:
     """``steps`` timed steps as a training run takes them (nothing between them: no trimming of freed memory,
-    which would make the next step fault its buffers back in)."""
+    which would make the next step fault its buffers back in).
+
+    On CUDA the round is timed on the wall clock between two ``torch.cuda.synchronize()``: a step returns once
+    its kernels are queued, so its own timer would bill a system only for its launches and hand its queued work
+    to whichever round runs next. On the CPU every step is synchronous: the steps' own times are summed."""
     seconds = data = 0.0
+    if device == "cuda":
+        torch.cuda.synchronize()
+        start = time.perf_counter()
     for _ in range(steps):
         s, d, _ = runner.step()
         seconds, data = seconds + s, data + d
+    if device == "cuda":
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
     runner.round_tps.append(steps * runner.tokens_per_step / seconds)
     runner.step_seconds += seconds
     runner.data_seconds += data
@@ -307,9 +321,9 @@ def main() -> None:
     args = parser.parse_args()
     shapes = args.shapes or ["cpu-v96", "cpu-v8k"]
     modes = args.compile or (["eager"] if args.quick else ["eager", "compiled"])
-    rounds = args.rounds or (3 if args.quick or shapes == ["small"] else 5)
+    rounds = args.rounds or (3 if args.quick or all(s.startswith("small") for s in shapes) else 5)
     steps = args.steps or (3 if args.quick else 4)
-    if "small" in shapes and args.steps is None:
+    if any(s.startswith("small") for s in shapes) and args.steps is None:
         steps = 1
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -321,6 +335,7 @@ def main() -> None:
         return {name: machine_peak_flops(DTYPES[name], device, seconds=0.5)[0] for name in DTYPES}
 
     peaks = measure_peaks()
+    spec = device_spec_peaks(device)  # (label, FLOP/s per precision) of a GPU in the spec table, else None
     machine = (torch.cuda.get_device_name() if device == "cuda" else cpu_model()) + f"; flags {cpu_flags()}"
     print(f"{machine}; {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"in-run matmul peak " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
@@ -347,7 +362,7 @@ def main() -> None:
                     group.append(r)
                 for _ in range(rounds):  # A B A B ...
                     for r in group:
-                        run_round(r, steps)
+                        run_round(r, steps, device)
                 for r in group:
                     measure_memory(r, device)
                     r.memory["state"] = state_bytes(r.model, r.optimizer)
@@ -378,6 +393,7 @@ def main() -> None:
                "rounds_min_max": [round(min(r.round_tps), 1), round(max(r.round_tps), 1)],
                "mfu": round(mfu(r.flops_per_token, tps, peaks[r.dtype]), 4),
                "mfu_best": round(mfu(r.flops_per_token, tps, best), 4), "peak_mem_mb": round(peak_mb, 1),
+               "mfu_spec": round(mfu(r.flops_per_token, tps, spec[1].get(r.dtype, 0.0)), 4) if spec else None,
                "estimate_mem_mb": round(r.memory["estimate"] / 2**20, 1),
                "data_wait": round(r.data_seconds / max(r.step_seconds, 1e-9), 4)}
         rows.append(row)
@@ -402,6 +418,8 @@ def main() -> None:
               "per-round range: " + ", ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in ranges.items()))
     print(json.dumps({"machine": machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+                      "spec_peak": {"device": spec[0], **{k: round(v / 1e9) for k, v in spec[1].items()}}
+                      if spec else None,
                       "rows": rows, "ratios": ratios, "ratio_ranges": ranges}))
 
 

@@ -98,3 +98,10 @@ def test_fsdp_bf16_with_activation_checkpointing_trains_and_checkpoints(code_cor
     losses = step_values(tmp_path)
     assert sorted(losses) == [1, 2, 3] and all(math.isfinite(v) for v in losses.values())
     assert (tmp_path / "checkpoints" / "final" / "sharded" / ".metadata").is_file()
+
+
+def test_fsdp_on_one_torchrun_rank_shards_over_a_one_rank_mesh(code_corpus, code_tokenizer, tmp_path):
+    """One GPU under torchrun runs the FSDP2 path (bench/gpu_check.sh's check); without torchrun it stays single."""
+    run(torchrun_argv(1, pretrain_args(code_corpus, code_tokenizer, tmp_path, "--strategy", "fsdp", "--batch-size", "2",
+                                       "--max-steps", "2")))
+    assert (tmp_path / "checkpoints" / "final" / "sharded" / ".metadata").is_file()

@@ -47,7 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The oldest torch with every API syllabus uses (pyproject.toml's floor, kept equal by a test): 2.6 made
+# ``fully_shard``/``MixedPrecisionPolicy`` public in ``torch.distributed.fsdp`` and added
+# ``torch.nn.utils.get_total_norm``/``clip_grads_with_norm_``; SDPA's ``enable_gqa`` is 2.5, ``F.rms_norm`` 2.4.
+TORCH_FLOOR = (2, 6)
+
+
+def torch_too_old(version: str | None = None) -> str | None:
+    """One line naming the installed torch (``version``, else its package metadata) when it is older than
+    ``TORCH_FLOOR``, else None. Read without importing torch, so an old one is refused at the door."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        version = version or installed("torch")
+    except PackageNotFoundError:
+        return None  # a source build without metadata: the imports decide
+    parts = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+    if len(parts) == 2 and parts < TORCH_FLOOR:
+        floor = ".".join(map(str, TORCH_FLOOR))
+        return f"torch {version} is installed; syllabus needs torch>={floor} (pip install 'torch>={floor}')"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    if (old := torch_too_old()) is not None:
+        print(f"syllabus: {old}", file=sys.stderr)
+        return 2
     from syllabus.config.errors import ConfigError
     from syllabus.train.launch import is_main_process
     from syllabus.train.stops import RunHalted

@@ -106,9 +106,8 @@ def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, 
     model.eval()
     try:
         cache = None
-        if use_cache:
-            dtype = next(model.parameters()).dtype
-            cache = KVCache(model.config, ids.shape[0], ids.shape[1] + steps, ids.device, dtype)
+        if use_cache:  # buffers in the dtype k/v are computed in (not the parameters': FSDP2, autocast)
+            cache = KVCache(model.config, ids.shape[0], ids.shape[1] + steps)
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         step_input = ids
         for _ in range(steps):

@@ -76,18 +76,27 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, sign: float) -> Tensor:
 class KVCache:
     """Keys and values of every layer for incremental decoding, pre-allocated to ``max_len`` positions.
 
-    ``keys[layer]`` and ``values[layer]`` are [batch_size, kv_heads, max_len, head_dim] tensors of ``dtype``
-    on ``device`` (allocated at once: 2 × layers × that shape); ``length`` is the number of positions filled.
-    ``Transformer.forward(..., cache=cache)`` writes the new positions and advances ``length``; writing past
-    ``max_len`` fails with an index error, so size it to prompt + new tokens."""
+    ``keys[layer]`` and ``values[layer]`` are [batch_size, kv_heads, max_len, head_dim] tensors (2 × layers ×
+    that shape); ``length`` is the number of positions filled. With ``dtype=None`` a layer's buffers are
+    allocated at its first write, in the dtype and on the device of the keys computed there: the compute
+    dtype, which is not the parameters' under autocast or FSDP2's ``MixedPrecisionPolicy`` (its parameters
+    are fp32 shards outside a forward, while k/v come out in bf16). ``Transformer.forward(..., cache=cache)``
+    writes the new positions and advances ``length``; writing past ``max_len`` fails with an index error, so
+    size it to prompt + new tokens."""
 
-    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device, dtype):
-        shape = (batch_size, config.kv_heads, max_len, config.head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
+        self.shape = (batch_size, config.kv_heads, max_len, config.head_dim)
+        layers = config.num_hidden_layers
+        allocate = dtype is not None
+        self.keys = [torch.zeros(self.shape, device=device, dtype=dtype) if allocate else None for _ in range(layers)]
+        self.values = [torch.zeros(self.shape, device=device, dtype=dtype) if allocate else None
+                       for _ in range(layers)]
         self.length = 0  # positions filled so far
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.keys[layer] is None:
+            self.keys[layer] = k.new_zeros(self.shape)
+            self.values[layer] = v.new_zeros(self.shape)
         end = self.length + k.shape[2]
         self.keys[layer][:, :, self.length:end] = k
         self.values[layer][:, :, self.length:end] = v

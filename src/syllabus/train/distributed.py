@@ -52,10 +52,12 @@ class DistContext:
         """Read torchrun's environment; initialise the process group when the world has more than one rank.
 
         nccl on CUDA, gloo on CPU; collectives time out after ``timeout_seconds``. ``strategy`` ``auto``
-        means DDP; with a single rank every strategy is plain single-process training.
+        means DDP; with a single rank every strategy is plain single-process training, except ``fsdp`` under
+        torchrun (``RANK`` set): FSDP2 over a one-rank mesh, so one GPU runs the sharded code path (and its
+        sharded checkpoints) as many do.
         """
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size == 1:
+        if world_size == 1 and not (strategy == "fsdp" and "RANK" in os.environ):
             return cls.single(device)
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
         watch_launcher()  # a SIGKILLed torchrun takes this worker with it

@@ -3,6 +3,9 @@
 ``SYLLABUS_FAULT_NAN_STEPS=5,6,7``
     The loss and every gradient of these optimizer steps (1-based, counted per stage) become NaN. Each listed
     step is poisoned once per process, so a rollback that replays it trains normally (as a transient fault would).
+``SYLLABUS_FAULT_INF_GRAD_STEPS=3``
+    One gradient of these optimizer steps becomes inf while the loss stays finite: an fp16 overflow, which the
+    loss scaler answers by skipping the update and halving its scale. Once per process, like the NaN steps.
 ``SYLLABUS_FAULT_SAVE_ERROR_STEPS=4,8``
     Writing the checkpoint of these steps fails half-way with ``OSError(ENOSPC)`` (a full disk), every time.
 ``SYLLABUS_FAULT_SLOW_SAVE_STEPS=4`` with ``SYLLABUS_FAULT_SLOW_SAVE_SECONDS=3``
@@ -28,12 +31,13 @@ import time
 import torch
 
 NAN_STEPS = "SYLLABUS_FAULT_NAN_STEPS"
+INF_GRAD_STEPS = "SYLLABUS_FAULT_INF_GRAD_STEPS"
 SAVE_ERROR_STEPS = "SYLLABUS_FAULT_SAVE_ERROR_STEPS"
 SLOW_SAVE_STEPS, SLOW_SAVE_SECONDS = "SYLLABUS_FAULT_SLOW_SAVE_STEPS", "SYLLABUS_FAULT_SLOW_SAVE_SECONDS"
 CRASH_RANK, CRASH_STEP = "SYLLABUS_FAULT_CRASH_RANK", "SYLLABUS_FAULT_CRASH_STEP"
 EVAL_SHIFT, EVAL_SHIFT_RANKS = "SYLLABUS_FAULT_EVAL_SHIFT", "SYLLABUS_FAULT_EVAL_SHIFT_RANKS"
 EVAL_SHIFT_STAGE, EVAL_SHIFT_STEPS = "SYLLABUS_FAULT_EVAL_SHIFT_STAGE", "SYLLABUS_FAULT_EVAL_SHIFT_STEPS"
-_poisoned: set[int] = set()
+_poisoned: set[tuple[str, int]] = set()
 
 
 def _steps(variable: str) -> set[int]:
@@ -41,10 +45,14 @@ def _steps(variable: str) -> set[int]:
 
 
 def inject_nonfinite(step: int, model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
-    """``loss`` as is, or NaN (with NaN gradients) when ``step`` is listed in ``SYLLABUS_FAULT_NAN_STEPS``."""
-    if step not in _steps(NAN_STEPS) or step in _poisoned:
+    """``loss`` as is, or NaN (with NaN gradients) when ``step`` is listed in ``SYLLABUS_FAULT_NAN_STEPS``; with
+    ``step`` in ``SYLLABUS_FAULT_INF_GRAD_STEPS`` the first gradient is set to inf and ``loss`` kept."""
+    if step in _steps(INF_GRAD_STEPS) and (INF_GRAD_STEPS, step) not in _poisoned:
+        _poisoned.add((INF_GRAD_STEPS, step))
+        next(p for p in model.parameters() if p.grad is not None).grad.fill_(float("inf"))
+    if step not in _steps(NAN_STEPS) or (NAN_STEPS, step) in _poisoned:
         return loss
-    _poisoned.add(step)
+    _poisoned.add((NAN_STEPS, step))
     for p in model.parameters():
         if p.grad is not None:
             p.grad.fill_(float("nan"))

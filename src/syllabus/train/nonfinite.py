@@ -31,11 +31,15 @@ class NonFiniteGuard:
         self.rollbacks = 0
 
     def update_allowed(self, loss: torch.Tensor, grad_norm: torch.Tensor, scaled: bool) -> bool:
-        """Whether this step's update may be applied (with a GradScaler, the scaler checks the gradients)."""
-        check = torch.isfinite(loss) if scaled else torch.isfinite(loss) & torch.isfinite(grad_norm)
-        finite = bool(check)  # the step's one host sync
-        self.in_a_row = 0 if finite else self.in_a_row + 1
-        return finite
+        """Whether this step's update may be applied: loss and gradient norm finite.
+
+        With a GradScaler (``scaled``, fp16) a step whose gradients overflowed (finite loss, inf/NaN norm) is
+        skipped as well, and the scaler lowers its scale at ``update()``; such a step does not count toward
+        ``max_nonfinite_skips``: overflowing now and then is how the scaler finds its scale."""
+        finite_loss, finite_grad = torch.stack([torch.isfinite(loss), torch.isfinite(grad_norm)]).tolist()  # one sync
+        bad = not finite_loss if scaled else not (finite_loss and finite_grad)
+        self.in_a_row = self.in_a_row + 1 if bad else 0
+        return finite_loss and finite_grad
 
     @property
     def exhausted(self) -> bool:

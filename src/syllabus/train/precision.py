@@ -1,6 +1,7 @@
 """Which precision a run computes in: ``mixed_precision: auto`` decided by the hardware, or the user's.
 
-``auto`` on CUDA: bf16 where the device supports it, else fp16 with the gradient scaler (fp32 under FSDP2,
+``auto`` on CUDA: bf16 where the device computes it natively (compute capability 8.0 or later: Ampere on;
+emulated bf16 on a V100 or T4 is slow), else fp16 with the gradient scaler (fp32 under FSDP2,
 which refuses fp16). On the CPU: bf16 only where the processor has native bf16 matmul instructions
 (``avx512_bf16``, ``amx_bf16``; ``bf16`` on Arm) *and* the machine's measured bf16 matmul peak beats fp32's;
 else fp32 (emulated bf16 can be 3–5× slower than fp32). An explicit ``fp32``/``bf16``/``fp16`` is obeyed; on
@@ -72,7 +73,7 @@ def choose_precision(requested: str, device_type: str, peaks_flops: dict[str, fl
     """Decide from the capability and the measured peaks; no measuring, no I/O (tests inject both).
 
     ``device_type`` is ``cpu`` or ``cuda``; ``native_bf16`` is the CPU's bf16 instructions on ``cpu``, and
-    ``torch.cuda.is_bf16_supported()`` on ``cuda``; ``sharded`` (FSDP2) rules fp16 out."""
+    ``torch.cuda.is_bf16_supported(including_emulation=False)`` on ``cuda``; ``sharded`` (FSDP2) rules fp16 out."""
     if requested != "auto":
         return PrecisionChoice(requested, requested, "as configured", dict(peaks_flops))
     if device_type == "cuda":
@@ -144,8 +145,8 @@ def resolve_precision(requested: str, device: torch.device | str, *, sharded: bo
     an explicit precision that is much slower than the alternative. Measures the peaks on first use on a
     machine (a few seconds; see ``peaks``)."""
     device_type = torch.device(device).type
-    if device_type == "cuda":
-        native = torch.cuda.is_bf16_supported()
+    if device_type == "cuda":  # compute capability >= 8.0; torch's default also counts slow emulated bf16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
     else:
         native = cpu_has_native_bf16()
     names = ["fp32", "bf16"] + (["fp16"] if requested == "fp16" or (device_type == "cuda" and not native) else [])

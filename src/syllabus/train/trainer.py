@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
-from syllabus.train import faults, recovery
+from syllabus.train import faults, peaks, recovery
 from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
@@ -28,7 +28,8 @@ from syllabus.train.peaks import DTYPES
 from syllabus.train.precision import PrecisionChoice, log_choice_once, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
 from syllabus.train.stops import StopRequest
-from syllabus.train.throughput import PeakEstimate
+from syllabus.train.spec_peaks import device_spec_peaks
+from syllabus.train.throughput import PeakEstimate, describe_mfu
 from syllabus.train.trainer_checkpoints import TrainerCheckpoints
 
 log = logging.getLogger("syllabus")
@@ -137,7 +138,7 @@ class Trainer:
         owns_handlers = not self.stop.installed
         self.stop.install()
         progress = Progress(cfg.max_steps, self.step, self.stage or "train") if self.dist.is_main else None
-        peak = PeakEstimate(self.precision, self.dist.device.type) if self.dist.is_main else None
+        peak = self._peak_estimate() if self.dist.is_main else None
         self._log_precision()
         window = _Window()
         last_path = None
@@ -216,8 +217,12 @@ class Trainer:
             (self.scaler.step(self.optimizer) if self.scaler is not None else self.optimizer.step())
         else:
             self.nonfinite_skips += 1
-            log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
-                        self.step + 1, self.nonfinite.in_a_row)
+            if self.scaler is not None and not self.nonfinite.in_a_row:
+                log.warning("step %d: fp16 gradients overflowed at loss scale %g; update skipped, scale lowered",
+                            self.step + 1, self.scaler.get_scale())
+            else:
+                log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
+                            self.step + 1, self.nonfinite.in_a_row)
         if self.scaler is not None:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -270,20 +275,26 @@ class Trainer:
         record = {
             "step": self.step, "loss": float(loss), "lr": lr, "grad_norm": float(grad_norm),
             "tokens_seen": self.tokens_seen, "tokens_per_sec": tokens_per_sec,
-            # mfu: against the fastest precision's matmul peak; precision_mfu: against this run's precision's
-            **peak.figures(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec),
+            # per device: mfu against the fastest precision's peak; precision_mfu against this run's precision's
+            **peak.figures(self.raw_model.flops_per_token(phase.seq_len), tokens_per_sec / self.dist.world_size),
             "seq_len": phase.seq_len, "tokens_per_step": phase.tokens_per_step * self.dist.world_size,
             "data_wait": window.data_seconds / max(window.step_seconds, 1e-9),
             "nonfinite_skips": self.nonfinite_skips, "time": time.time(),
         }
+        if self.scaler is not None:
+            record["loss_scale"] = self.scaler.get_scale()
         if self.stage:
             record["stage"] = self.stage
         self.metrics.log(record)
         if progress:
-            own = f" ({self.precision.chosen} {record['precision_mfu']:.0%})" \
-                if record["precision_peak_flops"] < record["peak_flops"] else ""
             progress.update(self.step, f"loss {record['loss']:.4f} lr {lr:.2e} {tokens_per_sec:,.0f} tok/s "
-                                       f"mfu {record['mfu']:.1%} of {record['peak_flops'] / 1e9:,.0f} GFLOP/s{own}")
+                                       + describe_mfu(record, self.precision.chosen))
+
+    def _peak_estimate(self) -> PeakEstimate:
+        """MFU's denominators: the spec sheet's on a known GPU, else measured; measured again only when alone."""
+        device = self.dist.device.type
+        return PeakEstimate(self.precision, device, remeasure=peaks.remeasure if self.dist.world_size == 1 else None,
+                            spec=device_spec_peaks(device))
 
     def _log_precision(self) -> None:
         """The precision and the peaks it was chosen from: one ``event: precision`` metrics record per stage,

@@ -114,7 +114,7 @@ class TrainerCheckpoints:
         self.saved = None
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+            torch.cuda.set_rng_state(cuda_rng_to_restore(state["rng_cuda"], torch.cuda.current_device()))
         trainer.batches.load_state_dict(state["data"])
         log.info("resumed from %s at step %d (%d tokens seen)", path, trainer.step, trainer.tokens_seen)
         extra = state.get("extra", {})
@@ -132,7 +132,7 @@ class TrainerCheckpoints:
             "lr_multiplier": trainer.lr_multiplier, "rollbacks": trainer.nonfinite.rollbacks,
             "last_val": trainer.last_val,
             "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "rng_cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # this device's only
             "data": trainer.batches.state_dict(), "extra": trainer.extra_state() if trainer.extra_state else {},
             "precision": trainer.precision.to_dict(),
         }
@@ -183,3 +183,20 @@ class TrainerCheckpoints:
             ckpt.prune_checkpoints(root, keep)
         trainer.dist.barrier()
         return path
+
+
+def cuda_rng_to_restore(saved, device_index: int) -> torch.Tensor:
+    """The CUDA generator state to set on the current device from a checkpoint's ``rng_cuda``.
+
+    Checkpoints hold the saving device's state (a uint8 tensor). Older ones held a list with one state per
+    GPU visible to the saving process (``get_rng_state_all``): the current device's entry is taken, as
+    ``set_rng_state_all`` gave it, or the first when this process sees more GPUs than the saver did (a run
+    from a 1-GPU box continued on 8, ...). Restoring only the current device means a resume works with any
+    number of visible GPUs (``set_rng_state_all`` raised ``IndexError`` with fewer)."""
+    if isinstance(saved, torch.Tensor):
+        return saved
+    states = list(saved)
+    if not states:
+        raise ValueError("checkpoint field rng_cuda: an empty list of CUDA RNG states")
+    return states[device_index] if device_index < len(states) else states[0]
+
