@@ -190,3 +190,13 @@ def test_tokenizer_trains_from_a_bounded_sample_and_reads_the_corpus_once(tmp_pa
                    tokenizer_sample_bytes=sample_bytes, part_bytes=100_000, echo=quiet)
     assert trained_on == first
     assert (tmp_path / "out2" / "tokenizer.json").read_text() == (tmp_path / "out" / "tokenizer.json").read_text()
+
+
+def test_a_hub_dataset_is_cut_by_its_shards(tmp_path, real_text, tok):
+    for i in range(3):
+        write_jsonl(tmp_path / "hub" / f"data-{i}.jsonl", make_docs(real_text, 40, seed=10 + i, tag=f"h{i}"))
+    spec = f"hf:json:{tmp_path / 'hub'}/*.jsonl"
+    report = prepare_shards([spec], tok, tmp_path / "hub_out", workers=2, val_fraction=0.2, echo=quiet)
+    assert report["parts"]["total"] == 3 and not report["removed"]  # one part per data file, each read once
+    prepare_shards([str(tmp_path / "hub")], tok, tmp_path / "files_out", workers=1, val_fraction=0.2, echo=quiet)
+    assert split_streams(tmp_path / "hub_out") == split_streams(tmp_path / "files_out")
