@@ -1,11 +1,20 @@
-"""Prepare throughput (MB/s of raw text) on this machine vs HF tokenizers' own encode_batch.
+"""Prepare throughput by record shape: the tokenizer's ceiling, ``prepare`` with 1 and 2 workers, and the parent
+process's own CPU per MB, for this code and (optionally) another checkout's (the design before parts).
 
-    .venv/bin/python bench/prepare_throughput.py [--mb 20] [--vocab 8192]
+    .venv/bin/python bench/prepare_throughput.py [--mb 10] [--vocab 8192] [--part-mb 1] [--baseline-src /work/main/src]
 
-Input: the demo corpus (built into a temp folder), concatenated into one JSONL of about ``--mb`` MB.
-Rows: ``encode_batch`` on the texts already in memory (the ceiling: no reading, cleaning, writing),
-then ``prepare_shards`` with 1 worker (main-process encode_batch, parallel in Rust) and 2 workers
-(two processes). Not a test.
+For each shape of the demo corpus (text: wiki + code, chat: reasoning, template: math with ``steps: tags``) the
+records are repeated (each copy unique, so dedup keeps all) into one JSONL file of about ``--mb`` MB
+(``record_throughput.replicated``), then:
+
+- ceiling: HF ``tokenizers`` ``encode_batch`` (batches of 256) on the same rendered text already in memory, one
+  core (``TOKENIZERS_PARALLELISM=false``, as each prepare worker);
+- ``prepare_shards`` with 1 and 2 workers, ``--part-mb`` MB parts: MB/s of raw JSONL, and the CPU seconds per MB
+  of the parent process itself (``getrusage(RUSAGE_SELF)``; with 1 worker the parent is the worker);
+- with ``--baseline-src``: the same two runs of ``prepare_shards`` imported from that source tree (e.g. main
+  before parts), in a subprocess that reports its own (parent) CPU seconds.
+
+Prints ``uptime`` first and last: the machine may be shared. Not a test.
 """
 
 from __future__ import annotations
@@ -13,57 +22,98 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
 
-from syllabus.data.cleaning import CleaningOptions  # noqa: E402
-from syllabus.config.source import as_source_spec  # noqa: E402
+from record_throughput import SHAPES, replicated  # noqa: E402
+from syllabus.config.source import SourceSpec, as_source_spec  # noqa: E402
 from syllabus.data.corpus import build_demo_corpus, demo_sources  # noqa: E402
 from syllabus.data.records import RecordRenderer  # noqa: E402
 from syllabus.data.sources import read_documents  # noqa: E402
-from syllabus.data.prepare import prepare_shards  # noqa: E402
-from syllabus.data.tokenizer import train_tokenizer  # noqa: E402
+from syllabus.data.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
+
+BASELINE = """
+import json, os, resource, sys, time
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+sys.path.insert(0, sys.argv[1])
+from syllabus.data.prepare import prepare_shards
+from syllabus.data.tokenizer import load_tokenizer
+raw, tok, out, workers, options = sys.argv[2], load_tokenizer(sys.argv[3]), sys.argv[4], int(sys.argv[5]), json.loads(sys.argv[6])
+cpu = resource.getrusage(resource.RUSAGE_SELF)
+t = time.perf_counter()
+prepare_shards([raw], tok, out, workers=workers, records=options, echo=lambda s: None)
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": time.perf_counter() - t, "parent_cpu": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime}))
+"""
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mb", type=float, default=20)
+    parser.add_argument("--mb", type=float, default=10)
     parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--part-mb", type=float, default=1)
+    parser.add_argument("--baseline-src", help="a src/ folder whose prepare_shards to measure the same way")
     args = parser.parse_args()
+    from syllabus.data.prepare import prepare_shards
+
+    print(f"start: {uptime()}")
     tmp = Path(tempfile.mkdtemp())
-    build_demo_corpus(tmp / "demo", echo=lambda s: None)
-    texts = [text for d, source in demo_sources(tmp / "demo").items()
-             for text in read_documents(tmp / "demo" / d / "train.jsonl", renderer=RecordRenderer(as_source_spec(source)))]
-    raw = tmp / "all.jsonl"
-    size, i = 0, 0
-    with open(raw, "w") as f:
-        while size < args.mb * 1e6:
-            line = json.dumps({"text": f"{i} {texts[i % len(texts)]}"}) + "\n"  # unique, so dedup keeps all
-            f.write(line)
-            size += len(line.encode())
-            i += 1
-    docs = [json.loads(line)["text"] for line in open(raw)]
-    mb = raw.stat().st_size / 1e6
-    tok = train_tokenizer(texts[:2000], args.vocab)
+    corpus = tmp / "demo"
+    build_demo_corpus(corpus, echo=lambda s: None)
+    texts = [t for d, src in demo_sources(corpus).items()
+             for t in read_documents(corpus / d / "train.jsonl", renderer=RecordRenderer(as_source_spec(src)))]
+    tok = train_tokenizer(texts[:3000], args.vocab)
+    tok_path = save_tokenizer(tok, tmp / "tok")
     rows = []
-    t = time.perf_counter()
-    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    for j in range(0, len(docs), 256):
-        encode(docs[j: j + 256], add_special_tokens=False)
-    rows.append(("HF encode_batch, texts in memory (ceiling)", time.perf_counter() - t))
-    for workers in (1, 2):
+    for shape, domains in SHAPES.items():
+        raw, options = replicated(corpus, domains, tmp / f"{shape}.jsonl", args.mb)
+        mb = raw.stat().st_size / 1e6
+        renderer = RecordRenderer(SourceSpec.model_validate({"path": "-", **options}))
+        rendered = [str(t) for t in read_documents(raw, renderer=renderer)]
         t = time.perf_counter()
-        prepare_shards([str(raw)], tok, tmp / f"out{workers}", workers=workers, echo=lambda s: None,
-                       cleaning=CleaningOptions(exact_dedup=True))
-        rows.append((f"prepare_shards workers={workers} (read+dedup+split+write)", time.perf_counter() - t))
-    print(f"input: {mb:.1f} MB raw JSONL, {len(docs):,} docs, vocab {args.vocab}, {os.cpu_count()} cores")
-    print(f"{'method':55s} {'seconds':>8s} {'MB/s':>7s}")
-    for name, sec in rows:
-        print(f"{name:55s} {sec:8.2f} {mb / sec:7.2f}")
+        for i in range(0, len(rendered), 256):
+            tok.encode_batch(rendered[i: i + 256], add_special_tokens=False)
+        rows.append((shape, "tokenizers encode_batch, 1 core (ceiling)", mb, time.perf_counter() - t, None))
+        for workers in (1, 2):
+            cpu, t = cpu_seconds(), time.perf_counter()
+            prepare_shards([str(raw)], tok, tmp / f"{shape}-{workers}", workers=workers, records=options,
+                           part_bytes=int(args.part_mb * 1e6), echo=lambda s: None)
+            rows.append((shape, f"prepare, parts, {workers} worker(s)", mb, time.perf_counter() - t,
+                         cpu_seconds() - cpu))
+        if args.baseline_src:
+            for workers in (1, 2):
+                done = subprocess.run([sys.executable, "-c", BASELINE, args.baseline_src, str(raw), str(tok_path),
+                                       str(tmp / f"{shape}-base-{workers}"), str(workers), json.dumps(options)],
+                                      capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+                if done.returncode:
+                    print(done.stderr[-2000:])
+                    continue
+                got = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append((shape, f"prepare, baseline, {workers} worker(s)", mb, got["seconds"], got["parent_cpu"]))
+    print(f"{os.cpu_count()} cores; vocab {args.vocab}; parts of {args.part_mb} MB")
+    print(f"{'shape':9s} {'method':42s} {'MB':>6s} {'seconds':>8s} {'MB/s':>7s} {'parent CPU s/MB':>16s}")
+    for shape, name, mb, sec, cpu in rows:
+        per_mb = "" if cpu is None else f"{cpu / mb:16.4f}"
+        print(f"{shape:9s} {name:42s} {mb:6.1f} {sec:8.2f} {mb / sec:7.2f} {per_mb}")
+    print(f"end: {uptime()}")
 
 
 if __name__ == "__main__":

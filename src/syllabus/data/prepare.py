@@ -92,7 +92,8 @@ def prepare_shards(inputs: list[str] | str, tokenizer, out_dir: str | Path, *, w
     if special_tokens:
         tok = Tokenizer.from_str(tok.to_str())
         base["special_tokens"] = dict(zip(special_tokens, add_special_tokens(tok, list(special_tokens))))
-    meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok), "eos_id": eos_id(tok), "vocab_size": vocab_size(tok),
+    meta = {"tokenizer_fingerprint": tokenizer_fingerprint(tok) if special_tokens else base["base_fingerprint"],
+            "eos_id": eos_id(tok), "vocab_size": vocab_size(tok),
             "render": spec.render_options(), "dtype": token_dtype(vocab_size(tok)).name, **base}
     options["tokenizer"] = meta["tokenizer_fingerprint"]
     fingerprint = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
