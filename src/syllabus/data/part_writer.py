@@ -9,7 +9,7 @@ tokenizes and writes, under ``OUT/parts/``::
     part-00042/val-...            the same for the held-out documents
     part-00042/done.json          written last: options + tokenizer fingerprint, counts
 
-The files are written in ``part-00042.tmp-PID/``, which is renamed when complete; ``done.json`` is written
+The files are written in ``part-00042.tmp-HOST-PID/``, which is renamed when complete; ``done.json`` is written
 (atomically) after the rename, so a part is either done with all its files or redone. Nothing but the small
 counts dict goes back to the caller. Memory: the documents of one tokenization batch plus the dedup hashes of
 the part (16 bytes per kept document; MinHash signatures too with near dedup) -- bounded by ``part_bytes``,
@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from syllabus.data.dedup import NearDedup
 from syllabus.data.hub import hub_stream
 from syllabus.data.parts import Part, Piece
 from syllabus.data.records import RecordRenderer
-from syllabus.data import sources
+import syllabus.data.sources as sources
 from syllabus.data.sources import Unit, is_hub_spec, is_jsonl, split_of_text
 
 BATCH_DOCS = 256  # documents tokenized per encode_batch call
@@ -153,7 +154,7 @@ def prepare_part(part: Part, job: PartJob) -> dict:
 
     parts_dir = Path(job.out) / "parts"
     final = parts_dir / part.name
-    tmp = parts_dir / f"{part.name}.tmp-{os.getpid()}"
+    tmp = temp_path(final)
     for stale in parts_dir.glob(f"{part.name}.tmp-*"):  # left by a run that died while writing this part
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -180,9 +181,15 @@ def prepare_part(part: Part, job: PartJob) -> dict:
     return counts
 
 
+def temp_path(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this process on this machine (tasks on several machines
+    may share the folder)."""
+    return path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` atomically (a temporary file renamed over it)."""
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
 

@@ -32,12 +32,12 @@ from syllabus.config.errors import ConfigError
 from syllabus.config.source import SourceSpec
 from syllabus.data.cleaning import CleaningOptions
 from syllabus.data.manifest import write_manifest
-from syllabus.data.part_writer import PartJob, prepare_part, read_done, write_json
+from syllabus.data.part_writer import PartJob, prepare_part, read_done, temp_path, write_json
 from syllabus.data.parts import PART_BYTES, Part, plan_parts
 from syllabus.data.shards import token_dtype
 from syllabus.data.sources import MAX_DOC_BYTES, explain_skips, is_hub_spec, resolve_files
 from syllabus.data.text_stream import DEFAULT_VAL_FRACTION
-from syllabus.data.tokenizer import (add_special_tokens, as_tokenizer, eos_id, load_tokenizer, save_tokenizer,
+from syllabus.data.tokenizer import (add_special_tokens, as_tokenizer, eos_id, load_tokenizer,
                                      tokenizer_fingerprint, train_tokenizer, vocab_size)
 from syllabus.data.tokenizer_sample import DEFAULT_SAMPLE_BYTES, DEFAULT_SAMPLE_SEED, sample_texts
 
@@ -155,8 +155,11 @@ def _save_tokenizer(tok: Tokenizer, trained: dict | None, out: Path) -> None:
     """``OUT/tokenizer.json`` (beside the shards: a plan over them uses it), written atomically, and with a
     trained one ``OUT/tokenizer-training.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = save_tokenizer(tok, out / f"tokenizer.json.tmp-{os.getpid()}.json")
-    os.replace(tmp, out / "tokenizer.json")
+    path = out / "tokenizer.json"
+    if not path.is_file() or tokenizer_fingerprint(load_tokenizer(path)) != tokenizer_fingerprint(tok):
+        tmp = temp_path(path)
+        tok.save(str(tmp))
+        os.replace(tmp, path)
     if trained is not None:
         write_json(out / "tokenizer-training.json", trained)
 
