@@ -200,3 +200,24 @@ def test_a_hub_dataset_is_cut_by_its_shards(tmp_path, real_text, tok):
     assert report["parts"]["total"] == 3 and not report["removed"]  # one part per data file, each read once
     prepare_shards([str(tmp_path / "hub")], tok, tmp_path / "files_out", workers=1, val_fraction=0.2, echo=quiet)
     assert split_streams(tmp_path / "hub_out") == split_streams(tmp_path / "files_out")
+
+
+def test_cross_part_dedup_in_hash_partitions_equals_one_pass(tmp_path):
+    from syllabus.data.manifest import cross_part_duplicates
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, size=(50, 16), dtype=np.uint8)  # 50 distinct texts, drawn with repeats
+    files, seen, expected = [], set(), []
+    for i in range(6):
+        rows = pool[rng.integers(0, 50, size=40)]
+        np.save(tmp_path / f"h{i}.npy", rows)
+        files.append(tmp_path / f"h{i}.npy")
+        drop = []
+        for j, row in enumerate(rows):
+            if row.tobytes() in seen:
+                drop.append(j)
+            seen.add(row.tobytes())
+        expected.append(drop)
+    for bucket_bytes in (1 << 20, 2000):  # one pass; many hash partitions
+        got = cross_part_duplicates(files, bucket_bytes=bucket_bytes)
+        assert [g.tolist() for g in got] == expected
