@@ -7,10 +7,11 @@ For each shape of the demo corpus (text: wiki + code, chat: reasoning, template:
 records are repeated (each copy unique, so dedup keeps all) into one JSONL file of about ``--mb`` MB
 (``record_throughput.replicated``), then:
 
-- ceiling: HF ``tokenizers`` ``encode_batch`` (batches of 256) on the same rendered text already in memory, one
-  core (``TOKENIZERS_PARALLELISM=false``, as each prepare worker);
-- ``prepare_shards`` with 1 and 2 workers, ``--part-mb`` MB parts: MB/s of raw JSONL, and the CPU seconds per MB
-  of the parent process itself (``getrusage(RUSAGE_SELF)``; with 1 worker the parent is the worker);
+- ceiling: HF ``tokenizers`` ``encode_batch_fast`` (what ``prepare`` calls; batches of 256) on the same rendered
+  text already in memory, one core (``TOKENIZERS_PARALLELISM=false``, as each prepare worker);
+- ``prepare_shards`` with 1 and 2 workers, ``--part-mb`` MB parts, each run in a fresh process: MB/s of raw
+  JSONL, and the CPU seconds per MB of that (parent) process itself (``getrusage(RUSAGE_SELF)``; with 1 worker
+  the parent is the worker);
 - with ``--baseline-src``: the same two runs of ``prepare_shards`` imported from that source tree (e.g. main
   before parts), in a subprocess that reports its own (parent) CPU seconds;
 - the 2-worker runs again on a quarter of the input: ``marginal`` is the parent's CPU seconds per additional MB
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -45,16 +47,17 @@ from syllabus.data.records import RecordRenderer  # noqa: E402
 from syllabus.data.sources import read_documents  # noqa: E402
 from syllabus.data.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 
-BASELINE = """
-import json, os, resource, sys, time
+RUN = """
+import inspect, json, os, resource, sys, time
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 sys.path.insert(0, sys.argv[1])
 from syllabus.data.prepare import prepare_shards
 from syllabus.data.tokenizer import load_tokenizer
 raw, tok, out, workers, options = sys.argv[2], load_tokenizer(sys.argv[3]), sys.argv[4], int(sys.argv[5]), json.loads(sys.argv[6])
+extra = {"part_bytes": int(sys.argv[7])} if "part_bytes" in inspect.signature(prepare_shards).parameters else {}
 cpu = resource.getrusage(resource.RUSAGE_SELF)
 t = time.perf_counter()
-prepare_shards([raw], tok, out, workers=workers, records=options, echo=lambda s: None)
+prepare_shards([raw], tok, out, workers=workers, records=options, echo=lambda s: None, **extra)
 after = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": time.perf_counter() - t, "parent_cpu": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime}))
 """
@@ -77,8 +80,6 @@ def main() -> None:
     parser.add_argument("--baseline-src", help="a src/ folder whose prepare_shards to measure the same way")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best of them is shown")
     args = parser.parse_args()
-    from syllabus.data.prepare import prepare_shards
-
     print(f"start: {uptime()}")
     tmp = Path(tempfile.mkdtemp())
     corpus = tmp / "demo"
@@ -95,28 +96,26 @@ def main() -> None:
         renderer = RecordRenderer(SourceSpec.model_validate({"path": "-", **options}))
         rendered = [str(t) for t in read_documents(raw, renderer=renderer)]
 
-        def ceiling():
+        def ceiling():  # the call prepare makes (encode_batch_fast: no offsets), on text already rendered
+            encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
             t = time.perf_counter()
             for i in range(0, len(rendered), 256):
-                tok.encode_batch(rendered[i: i + 256], add_special_tokens=False)
+                encode(rendered[i: i + 256], add_special_tokens=False)
             return time.perf_counter() - t, None
 
-        def parts(workers, path=raw):
-            cpu, t = cpu_seconds(), time.perf_counter()
-            prepare_shards([str(path)], tok, tempfile.mkdtemp(dir=tmp), workers=workers, records=options,
-                           part_bytes=int(args.part_mb * 1e6), echo=lambda s: None)
-            return time.perf_counter() - t, cpu_seconds() - cpu
-
-        def baseline(workers, path=raw):
-            done = subprocess.run([sys.executable, "-c", BASELINE, args.baseline_src, str(path), str(tok_path),
-                                   tempfile.mkdtemp(dir=tmp), str(workers), json.dumps(options)],
+        def run(src, workers, path=raw):  # a fresh process for every run, this tree's code or the baseline's
+            done = subprocess.run([sys.executable, "-c", RUN, src, str(path), str(tok_path), tempfile.mkdtemp(dir=tmp),
+                                   str(workers), json.dumps(options), str(int(args.part_mb * 1e6))],
                                   capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
             if done.returncode:
                 raise SystemExit(done.stderr[-2000:])
             got = json.loads(done.stdout.strip().splitlines()[-1])
             return got["seconds"], got["parent_cpu"]
 
-        methods = {"tokenizers encode_batch, 1 core (ceiling)": ceiling,
+        parts = partial(run, str(HERE.parent / "src"))
+        baseline = partial(run, args.baseline_src)
+
+        methods = {"tokenizers encode_batch_fast, 1 core (ceiling)": ceiling,
                    "prepare, parts, 1 worker": lambda: parts(1), "prepare, parts, 2 workers": lambda: parts(2),
                    "parts, 2 workers, quarter size": lambda: parts(2, small)}
         if args.baseline_src:
