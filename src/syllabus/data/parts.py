@@ -22,7 +22,7 @@ from pathlib import Path
 
 from syllabus.data.sources import is_hub_spec, is_jsonl, resolve_files, split_by_names
 
-PART_BYTES = 64 << 20  # a part of a large file holds about this many bytes of input
+PART_BYTES = 64_000_000  # a part of a large file holds about this many bytes of input (`--part-mb 64`)
 
 
 @dataclass(frozen=True)
