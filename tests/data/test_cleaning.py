@@ -3,7 +3,8 @@ from collections import Counter
 from syllabus.data import prepare_shards
 from syllabus.data.cleaning import CleaningOptions, clean_latex, language_of, quality_problem
 from syllabus.data.dedup import NearDedup
-from syllabus.data.prepare import iter_clean_documents
+from syllabus.data.part_writer import PartJob, iter_part_documents
+from syllabus.data.parts import plan_parts
 
 PAPER = r"""\documentclass[11pt]{article}
 \usepackage{amsmath} % for align
@@ -65,8 +66,9 @@ def test_code_language_filter_on_a_mixed_folder(tmp_path, tok):
         (repo / name).write_text(text)
     assert language_of("a/b.PY") == "python" and language_of("notes.md") is None
     removed = Counter()
-    kept = list(iter_clean_documents([str(repo)], text_field="text", val_fraction=0,
-                                     opts=CleaningOptions(code_languages=["python", "c"]), skipped={}, removed=removed))
+    job = PartJob("-", "", 0, "uint16", {"text_field": "text"}, CleaningOptions(code_languages=["python", "c"]), 0.0,
+                  1 << 20, "", {})
+    kept = [(s, t) for part in plan_parts([str(repo)]) for s, t, _ in iter_part_documents(part, job, Counter(), removed, [0])]
     assert sorted(t for _, t in kept) == sorted([files["app.py"], files["lib/util.c"], files["lib/tool.pyi"]])
     assert removed == {"language": 3}
 

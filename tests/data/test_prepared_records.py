@@ -41,7 +41,7 @@ def test_prepare_without_format_chat_names_the_option(tmp_path, tok, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "missing_field=30" in err and "set `format: chat`" in err
     assert main(["prepare", str(tmp_path / "chat.jsonl"), "--out", str(tmp_path / "o"), "--tokenizer",
-                 str(tmp_path / "tok.json"), "--format", "chat", "--workers", "1"]) == 0
+                 str(tmp_path / "tok.json"), "--format", "chat", "--workers", "1", "--restart"]) == 0
 
 
 def test_gsm8k_folder_train_and_test_files(tmp_path, tok):

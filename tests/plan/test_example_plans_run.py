@@ -82,7 +82,7 @@ def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("example_plans")
     standins = write_standins(root / "hub")
     commands = header_commands(PLANS / "reasoning.yaml")
-    assert len(commands) == 5
+    assert len(commands) == 7  # five sources, then the task form and the final step of the first
     for argv in commands:
         argv = [str(standins.get(a, root / a if a.startswith("data/") else a)) for a in argv]
         assert main(argv + ["--workers", "1", "--val-fraction", "0.1"]) == 0, argv

@@ -11,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tok = parser.add_mutually_exclusive_group(required=True)
     tok.add_argument("--tokenizer", help="path to a tokenizer.json")
     tok.add_argument("--vocab-size", type=int, help="train a tokenizer of this size, saved as OUT/tokenizer.json")
+    parser.add_argument("--tokenizer-sample-mb", type=float, default=1024,
+                        help="with --vocab-size: train on a seeded sample of this many MB spread over the input "
+                             "(default: 1024)")
     records = parser.add_argument_group("records (recorded in the shards; a run asking for others is told)")
     records.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
     records.add_argument("--format", choices=["text", "chat"], default="text",
@@ -26,7 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     records.add_argument("--special-tokens", default="",
                          help="comma list, e.g. '<think>,</think>': the plan's stage tokens up to the stage that trains "
                               "on this source, in the plan's order; tags in the text become single ids")
-    parser.add_argument("--workers", type=int, default=2, help="tokenization processes (default: 2)")
+    work = parser.add_argument_group("parts, workers, tasks (see docs/data.md)")
+    work.add_argument("--workers", type=int, default=2,
+                      help="processes on this machine, one core each, each preparing whole parts (default: 2)")
+    work.add_argument("--task", type=int, default=0, help="prepare only the parts with index %% TASKS == TASK")
+    work.add_argument("--tasks", type=int, default=1,
+                      help="number of tasks sharing the input (e.g. a Slurm job array); the task that finds every "
+                           "part done writes the headers")
+    work.add_argument("--final", action="store_true",
+                      help="prepare nothing: write the headers once every task's parts are done")
+    work.add_argument("--restart", action="store_true",
+                      help="prepare again the parts OUT holds from a run with other options (default: refuse)")
+    work.add_argument("--part-mb", type=float, default=64, help="input megabytes per part (default: 64)")
     parser.add_argument("--val-fraction", type=float, default=0.01,
                         help="share of documents held out by content hash when inputs have no val file")
     clean = parser.add_argument_group("cleaning")
@@ -63,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
         SourceSpec.model_validate({"path": "-", "text_field": args.text_field, **given})
     except ValidationError as err:
         raise ConfigError([describe_error(SourceSpec, e) for e in err.errors()]) from None
+    for name in ("workers", "tasks", "part_mb", "tokenizer_sample_mb"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be positive (got {getattr(args, name)})")
     prepare_shards(args.inputs, args.tokenizer, args.out, workers=args.workers, text_field=args.text_field,
                    val_fraction=args.val_fraction, cleaning=cleaning, vocab_size_to_train=args.vocab_size,
-                   records=given, special_tokens=[t.strip() for t in args.special_tokens.split(",") if t.strip()])
+                   records=given, special_tokens=[t.strip() for t in args.special_tokens.split(",") if t.strip()],
+                   task=args.task, tasks=args.tasks, final=args.final, restart=args.restart,
+                   part_bytes=int(args.part_mb * 1e6), tokenizer_sample_bytes=int(args.tokenizer_sample_mb * 1e6))
     return 0

@@ -7,6 +7,10 @@ Layout of one split folder (``OUT/train/`` or ``OUT/val/``)::
     tokens-00000.bin   the token ids of many documents, each followed by EOS (raw numpy array)
     docs-00000.npy     int64 offsets into that .bin: document i is tokens[docs[i]:docs[i+1]]
 
+A shard entry may name its files by a relative path outside the folder (``../parts/part-00042/train-tokens.bin``:
+``syllabus prepare`` writes one shard per part, see :mod:`syllabus.data.manifest`) and a ``drop`` file: int64
+indices of the shard's documents that readers skip (duplicates of documents in earlier parts).
+
 ``uint16`` is used when every id fits (vocabulary <= 65536), else ``uint32``.
 """
 
@@ -126,9 +130,12 @@ class ShardSet:
             size = path.stat().st_size // dtype.itemsize
             self.tokens.append(np.memmap(path, dtype=dtype, mode="r", shape=(size,)) if size else np.zeros(0, dtype))
             offsets = np.load(self.folder / shard["docs"])
-            starts.append(offsets[:-1])
-            lengths.append(np.diff(offsets))
-            shard_of.append(np.full(len(offsets) - 1, i, dtype=np.int32))
+            keep = np.ones(len(offsets) - 1, dtype=bool)
+            if shard.get("drop"):  # documents removed after the shard was written (cross-part duplicates)
+                keep[np.load(self.folder / shard["drop"])] = False
+            starts.append(offsets[:-1][keep])
+            lengths.append(np.diff(offsets)[keep])
+            shard_of.append(np.full(int(keep.sum()), i, dtype=np.int32))
         self.doc_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
         self.doc_len = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         self.doc_shard = np.concatenate(shard_of) if shard_of else np.zeros(0, np.int32)
