@@ -38,7 +38,7 @@ def hf_config(model: Transformer, *, bos: int, eos: int, pad: int, dtype: str) -
         "num_hidden_layers": c.num_hidden_layers,
         "num_attention_heads": c.num_attention_heads,
         "num_key_value_heads": c.kv_heads,
-        "head_dim": c.head_dim,
+        "head_dim": c.head_size,
         "hidden_act": "silu",
         "max_position_embeddings": c.max_position_embeddings,
         "initializer_range": c.initializer_range,
