@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 TEXTS = ["The quick brown fox jumps over the lazy dog. 342 + 567 = 909.",
          "def add(a, b):\n    return a + b\n", "A man is sitting on a roof. He starts pulling up roofing."] * 20
@@ -58,10 +58,16 @@ def llama_tokenizer() -> Tokenizer:
     return tok
 
 
+QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+                r"\s+(?!\S)|\s+")
+
+
 def qwen_tokenizer() -> Tokenizer:
     """Qwen-style: byte-level BPE, no BOS, ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, ``<think>``."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([  # Qwen2's own split (digits one by one), then bytes
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),

@@ -6,6 +6,8 @@ Invariants kept here:
 - ``decode(encode(s)) == s`` for any text (byte-level pre-tokenizer and decoder, no prefix space,
   no normalizer);
 - ``EOS`` has id 0 and ``PAD`` id 1 in tokenizers trained here; no BOS is added automatically;
+- a tokenizer brought along (a Hugging Face model's) keeps its own rule: documents start with BOS exactly when
+  its post-processor puts one in front (:func:`bos_id`), and end with its own end-of-text token;
 - :func:`add_special_tokens` appends new ids at the end, so existing ids (and embeddings) stay.
 """
 
@@ -92,6 +94,30 @@ def eos_id(tok: Tokenizer) -> int:
     if token_id is None:
         raise ConfigError(f"tokenizer has no end-of-text token (looked for {', '.join(EOS_NAMES)})")
     return token_id
+
+
+def bos_id(tok: Tokenizer) -> int | None:
+    """The id the tokenizer's post-processor puts in front of every encoded text (Llama 2's ``<s>``, Llama 3's
+    ``<|begin_of_text|>``), or None when it puts nothing there (GPT-2, Qwen, tokenizers trained here).
+
+    Decided by encoding a probe with and without special tokens, so any post-processor kind (template, BERT,
+    RoBERTa, a sequence of them) answers the same way. Training documents are ``[BOS] text EOS`` with such a
+    tokenizer, as the model saw them, and ``text EOS`` without one."""
+    plain = tok.encode("a", add_special_tokens=False).ids
+    full = tok.encode("a").ids
+    if len(full) > len(plain) and full[1:1 + len(plain)] == plain:
+        return full[0]
+    return None
+
+
+def special_token_names(tok: Tokenizer) -> dict[str, str | None]:
+    """The tokenizer's own ``bos``, ``eos``, ``unk`` and ``pad`` token strings (None where it has no such token;
+    a tokenizer without a padding token pads with its end-of-text, as :func:`pad_id` does)."""
+    bos = bos_id(tok)
+    unk = json.loads(tok.to_str()).get("model", {}).get("unk_token")
+    return {"bos": None if bos is None else tok.id_to_token(bos), "eos": tok.id_to_token(eos_id(tok)),
+            "unk": unk if unk is not None and tok.token_to_id(unk) is not None else None,
+            "pad": tok.id_to_token(pad_id(tok))}
 
 
 def pad_id(tok: Tokenizer) -> int:
