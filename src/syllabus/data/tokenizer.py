@@ -137,14 +137,14 @@ def tokenizer_fingerprint(tok: Tokenizer) -> str:
 
 
 def add_special_tokens(tok: Tokenizer, tokens: list[str]) -> list[int]:
-    """Add ``tokens`` as single special tokens with new ids at the end; return their ids."""
-    existing = [t for t in tokens if tok.token_to_id(t) is not None]
+    """Add ``tokens`` as single special tokens with new ids at the end; return the ids of all of them.
+
+    A token the tokenizer already has (Qwen's ``<think>``) keeps its id and row: it is reused, not duplicated, so
+    ids at or above the old size are exactly the new ones. Raises ``ConfigError`` for a token listed twice."""
     repeated = sorted({t for t in tokens if tokens.count(t) > 1})
-    if existing or repeated:
-        problems = [f"special token {t!r} already exists in the tokenizer" for t in existing]
-        problems += [f"special token {t!r} is listed more than once" for t in repeated]
-        raise ConfigError(problems)
-    tok.add_special_tokens(tokens)
+    if repeated:
+        raise ConfigError([f"special token {t!r} is listed more than once" for t in repeated])
+    tok.add_special_tokens([t for t in tokens if tok.token_to_id(t) is None])
     return [tok.token_to_id(t) for t in tokens]
 
 

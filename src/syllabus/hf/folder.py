@@ -48,17 +48,3 @@ def resolve_hf_folder(source: str | Path, where: str = "model.from") -> Path:
 def read_hf_config(folder: str | Path, where: str = "model.from") -> ModelConfig:
     """The ``ModelConfig`` of ``folder/config.json`` (``ConfigError`` for an unsupported one)."""
     return model_config_from_hf(json.loads((Path(folder) / "config.json").read_text()), where)
-
-
-def hf_chat_template(folder: str | Path) -> str | None:
-    """The model's chat template: ``chat_template.jinja``, else ``tokenizer_config.json``'s ``chat_template`` (the
-    default one when it is a list of named templates); None when it has none."""
-    folder = Path(folder)
-    if (folder / "chat_template.jinja").is_file():
-        return (folder / "chat_template.jinja").read_text()
-    config = folder / "tokenizer_config.json"
-    template = json.loads(config.read_text()).get("chat_template") if config.is_file() else None
-    if isinstance(template, list):
-        named = {t.get("name"): t.get("template") for t in template}
-        template = named.get("default", next(iter(named.values()), None))
-    return template

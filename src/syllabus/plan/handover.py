@@ -17,6 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from syllabus.data import add_special_tokens
+from syllabus.hf.weights import load_hf_model
 from syllabus.model import Transformer
 from syllabus.plan.stages import StagePlan
 from syllabus.train import checkpoint as ckpt
@@ -29,13 +30,15 @@ log = logging.getLogger("syllabus")
 
 def stage_tokenizer(base_tokenizer: Tokenizer, stage: StagePlan) -> tuple[Tokenizer, list[int]]:
     """A copy of the base tokenizer with the special tokens of this stage and the ones before it, and the
-    ids of this stage's own (empty when it adds none). The base tokenizer is not changed."""
+    ids this stage adds (empty when it adds none; a token the tokenizer already had, such as an imported
+    model's ``<think>``, keeps its id and row and is not among them). The base tokenizer is not changed."""
     tokenizer = Tokenizer.from_str(base_tokenizer.to_str())
     earlier = stage.special_tokens[:len(stage.special_tokens) - len(stage.new_tokens)]
     if earlier:
         add_special_tokens(tokenizer, earlier)
+    size = tokenizer.get_vocab_size()
     new_ids = add_special_tokens(tokenizer, stage.new_tokens) if stage.new_tokens else []
-    return tokenizer, new_ids
+    return tokenizer, [i for i in new_ids if i >= size]
 
 
 def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokenizer, new_ids: list[int],
@@ -43,7 +46,8 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
     """The model a stage trains, on the CPU, before any wrapping (DDP/FSDP2 come later, in the trainer).
 
     Mid-stage (``resume_from``): the checkpoint's shape, weights loaded later by ``Trainer.restore``. The
-    first stage: fresh weights from the current RNG (the caller seeds it). A later stage: the previous
+    first stage: the Hugging Face checkpoint of ``init_from`` (a local folder by now), grown for ``new_ids``, or
+    fresh weights from the current RNG (the caller seeds it). A later stage: the previous
     stage's ``final`` weights, with the embedding (and an untied head) grown for ``new_ids``; the model
     carries ``init_record`` (where it came from and the weights' sha256) for the metrics.
 
@@ -52,6 +56,11 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
     shape_type = type(stage.config.model_shape())
     if resume_from is not None:
         return Transformer(shape_type(**json.loads((resume_from / "model_config.json").read_text())))
+    if previous is None and stage.config.init_from is not None:
+        model = load_hf_model(stage.config.init_from)
+        model.init_record = {"init_from": stage.config.init_from}
+        grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=stage.config.seed)
+        return model
     if previous is None:
         return Transformer(stage.config.model_shape(vocab_size=vocab))
     final = previous.checkpoints / "final"

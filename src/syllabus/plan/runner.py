@@ -35,6 +35,7 @@ from syllabus.plan.merge import merge_at_stage_end
 from syllabus.plan.run_state import RunState
 from syllabus.plan.stage_tasks import StageTasks
 from syllabus.plan.stages import StagePlan, resolve_stages
+from syllabus.plan.starting_point import resolve_starting_point
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, NullLog
@@ -76,6 +77,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "plan.yaml").write_text(yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False))
+    plan = resolve_starting_point(plan, dist)  # model.from: a checked local folder, its chat template
     base_tokenizer = plan_tokenizer(plan, run_dir, dist)
     epochs = {name: epoch_tokens(path, base_tokenizer) for name, path in plan.sources.items()
               if any((s.budget.epochs or (s.expect.get("extend") or {}).get("epochs")) and name in s.data
@@ -245,7 +247,7 @@ def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGat
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
-    """The run's base tokenizer: given; else the one prepared shard sources were made with (all must agree);
+    """The run's base tokenizer: given; else the ``model.from`` checkpoint's; else the one prepared shard sources were made with (all must agree);
     else trained once (by the main rank) on the plan's sources and kept in the run folder; the other ranks
     wait for it at a barrier."""
     from syllabus.data import save_tokenizer, train_tokenizer
@@ -254,6 +256,8 @@ def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
 
     if plan.tokenizer.path:
         return load_tokenizer(plan.tokenizer.path)
+    if plan.model.from_ is not None:  # the model's own, used as is
+        return load_tokenizer(plan.model.from_)
     prepared = shards_tokenizer({name: plan.source_spec(name).path for name in plan.sources})
     path = run_dir / "tokenizer.json"
     if prepared is not None:  # sources are prepared shards: the tokenizer they were made with, kept with the run
