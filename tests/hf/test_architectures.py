@@ -56,3 +56,15 @@ def test_a_sliding_window_shorter_than_the_longest_seq_len_is_refused(tmp_path):
     check_sliding_window(config, 64)
     with pytest.raises(ConfigError, match="sliding window of 64 tokens, shorter than the longest seq_len 96"):
         check_sliding_window(config, 96)
+
+
+def test_a_sharded_checkpoint_loads_like_a_single_file(tmp_path):
+    from tests.hf.conftest import hf_model
+
+    model = hf_model("qwen3")
+    model.save_pretrained(tmp_path / "one")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="60KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 2
+    one, sharded = load_hf_model(tmp_path / "one").state_dict(), load_hf_model(tmp_path / "sharded").state_dict()
+    assert all(torch.equal(one[name], sharded[name]) for name in one)

@@ -139,3 +139,27 @@ def test_a_plan_from_a_checkpoint_resumes_exactly_exports_and_keeps_the_original
     ids = torch.tensor([tok.encode(text).ids])
     with torch.no_grad():
         assert torch.allclose(ours(ids), hf(ids).logits, atol=1e-4, rtol=0)
+
+
+def test_a_chat_source_without_a_template_gets_the_models_own(tmp_path):
+    from syllabus.plan.starting_point import resolve_starting_point
+    from syllabus.train.distributed import DistContext
+
+    folder = hf_folder(tmp_path, "qwen2")
+    plan = validate(PlanConfig, {**PLAN, "model": {"from": str(folder)},
+                                 "sources": {"chat": {"path": "c.jsonl", "format": "chat"}, "own": {
+                                     "path": "o.jsonl", "format": "chat", "chat_template": "mine.json"},
+                                     "wiki": "w.jsonl"},
+                                 "defaults": {"max_seq_length": 64},
+                                 "stages": [{"name": "one", "data": {"chat": 0.4, "own": 0.3, "wiki": 0.3}}]})
+    resolved = resolve_starting_point(plan, DistContext.single("cpu"))
+    assert resolved.source_spec("chat").chat_template == str(folder / "tokenizer_config.json")
+    assert resolved.source_spec("own").chat_template == "mine.json"
+    assert resolved.source_spec("wiki").chat_template is None
+    from syllabus.data.records import RecordRenderer
+
+    from collections import Counter
+
+    text = RecordRenderer(resolved.source_spec("chat")).render({"messages": [{"role": "user", "content": "hi"}]},
+                                                               Counter())
+    assert str(text) == "<|im_start|>user\nhi<|im_end|>\n"
