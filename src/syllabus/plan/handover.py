@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from syllabus.config.errors import ConfigError
 from syllabus.data import add_special_tokens
-from syllabus.hf.weights import load_hf_model
+from syllabus.hf.sharded import is_pending, start_from_hf
 from syllabus.model import Transformer
 from syllabus.plan.stages import StagePlan
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import sharded_checkpoint
+from syllabus.train.distributed import DistContext
 from syllabus.train.pretrain import padded_vocab_size
 from syllabus.train.trainer import Trainer, build_optimizer
 
@@ -42,11 +44,12 @@ def stage_tokenizer(base_tokenizer: Tokenizer, stage: StagePlan) -> tuple[Tokeni
 
 
 def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokenizer, new_ids: list[int],
-                resume_from: Path | None) -> Transformer:
+                resume_from: Path | None, dist: DistContext | None = None) -> Transformer:
     """The model a stage trains, on the CPU, before any wrapping (DDP/FSDP2 come later, in the trainer).
 
     Mid-stage (``resume_from``): the checkpoint's shape, weights loaded later by ``Trainer.restore``. The
-    first stage: the Hugging Face checkpoint of ``init_from`` (a local folder by now), grown for ``new_ids``, or
+    first stage: the Hugging Face checkpoint of ``init_from`` (a local folder by now; under ``dist``'s FSDP2 a meta
+    model filled with each rank's slices when sharded, under DDP read by the main rank), grown for ``new_ids``, or
     fresh weights from the current RNG (the caller seeds it). A later stage: the previous
     stage's ``final`` weights, with the embedding (and an untied head) grown for ``new_ids``; the model
     carries ``init_record`` (where it came from and the weights' sha256) for the metrics.
@@ -57,9 +60,14 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
     if resume_from is not None:
         return Transformer(shape_type(**json.loads((resume_from / "model_config.json").read_text())))
     if previous is None and stage.config.init_from is not None:
-        model = load_hf_model(stage.config.init_from)
+        dist = dist or DistContext.single("cpu")
+        model = start_from_hf(stage.config.init_from, sharded=dist.sharded, reads=dist.is_main)
         model.init_record = {"init_from": stage.config.init_from}
-        grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=stage.config.seed)
+        if is_pending(model) and (new_ids or vocab > model.config.vocab_size):
+            raise ConfigError(f"stages.0.special_tokens: with strategy fsdp the stage that starts from model.from "
+                              f"cannot grow the embedding ({len(new_ids)} new tokens); add them in a later stage")
+        if not is_pending(model):
+            grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=stage.config.seed)
         return model
     if previous is None:
         return Transformer(stage.config.model_shape(vocab_size=vocab))

@@ -142,7 +142,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
     tokenizer, new_ids = stage_tokenizer(run.base_tokenizer, stage)
     resume_from = ckpt.latest_valid_checkpoint(stage.checkpoints)
     torch.manual_seed(config.seed)  # the same start whether this process ran the previous stage or not
-    model = stage_model(stage, previous, tokenizer, new_ids, resume_from)
+    model = stage_model(stage, previous, tokenizer, new_ids, resume_from, dist)
     batches = open_batches(stage.sources, stage.weights, tokenizer, seed=config.seed, rank=dist.rank,
                            world_size=dist.world_size, doc_attention=config.doc_attention,
                            num_workers=config.num_workers, packed=config.packing)

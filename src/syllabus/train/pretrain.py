@@ -73,7 +73,7 @@ class PreTrainer:
                 write_run_config(self.out_dir, cfg)
             tokenizer = obtain_tokenizer(cfg, sources, self.out_dir, dist)
             torch.manual_seed(cfg.seed)  # the same on every rank: every rank builds the same model
-            model = start_model(cfg, tokenizer.get_vocab_size())
+            model = start_model(cfg, tokenizer.get_vocab_size(), dist)
             batches = open_batches(sources, weights, tokenizer, seed=cfg.seed, rank=dist.rank,
                                    world_size=dist.world_size, doc_attention=cfg.doc_attention,
                                    num_workers=cfg.num_workers, packed=cfg.packing)
@@ -198,15 +198,16 @@ def local_init_from(cfg: PreTrainingConfig, dist: DistContext) -> PreTrainingCon
     return cfg.model_copy(update={"init_from": str(folder)})
 
 
-def start_model(cfg: PreTrainingConfig, tokenizer_size: int) -> Transformer:
-    """The model a run starts from (before any checkpoint is restored): the ``init_from`` checkpoint, else fresh
-    weights of the configured shape with the tokenizer's size rounded up. Raises ``ConfigError`` when the
-    tokenizer has more ids than the checkpoint's embedding."""
+def start_model(cfg: PreTrainingConfig, tokenizer_size: int, dist: DistContext) -> Transformer:
+    """The model a run starts from (before any checkpoint is restored): the ``init_from`` checkpoint (under FSDP2
+    a meta model each rank fills with its own slices; under DDP read by the main rank only, see
+    ``hf/sharded.py``), else fresh weights of the configured shape with the tokenizer's size rounded up. Raises
+    ``ConfigError`` when the tokenizer has more ids than the checkpoint's embedding."""
     if cfg.init_from is None:
         return Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer_size)))
-    from syllabus.hf.weights import load_hf_model
+    from syllabus.hf.sharded import start_from_hf
 
-    model = load_hf_model(cfg.init_from)
+    model = start_from_hf(cfg.init_from, sharded=dist.sharded, reads=dist.is_main)
     if tokenizer_size > model.config.vocab_size:
         raise ConfigError(f"tokenizer: {tokenizer_size} ids do not fit the checkpoint's {model.config.vocab_size} "
                           f"embedding rows (use the checkpoint's own tokenizer, or a plan's special_tokens)")
