@@ -68,7 +68,7 @@ def test_an_export_keeps_a_llama2_tokenizers_own_names_and_bos(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral", "llama3_scaled"])
-def test_an_imported_model_exports_as_its_own_architecture_with_equal_logits_and_ids(tmp_path, kind):
+def test_an_imported_model_exported_at_once_gives_the_originals_logits_and_ids(tmp_path, kind):
     transformers = pytest.importorskip("transformers")
     folder = hf_folder(tmp_path, kind)
     model = load_hf_model(folder).eval()
@@ -85,5 +85,8 @@ def test_an_imported_model_exports_as_its_own_architecture_with_equal_logits_and
     text = "def add(a, b): 342 + 567"
     assert hf_tok(text)["input_ids"] == tok.encode(text).ids  # BOS for Llama/Mistral, none for Qwen
     ids = torch.tensor([hf_tok(text)["input_ids"]])
+    original = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    assert transformers.AutoTokenizer.from_pretrained(folder)(text)["input_ids"] == ids[0].tolist()
     with torch.no_grad():
         assert torch.allclose(model(ids), theirs(ids).logits, atol=1e-4, rtol=0)
+        assert torch.allclose(original(ids).logits, theirs(ids).logits, atol=1e-5, rtol=0)  # the round trip
