@@ -3,7 +3,7 @@
 - FSDP2: the model is built on the meta device (``meta_model``: no storage), sharded by ``fully_shard``, and only
   then given memory on the rank's device (``materialize_from_hf``): each rank allocates its own shards and reads
   just those rows from the safetensors files through DCP's ``HuggingFaceStorageReader`` (``safe_open`` slices,
-  the torchtitan way), cast to the parameter's dtype as they land.
+  the torchtitan way), cast to the parameter's dtype as they land, one transformer block per read.
 - DDP: only the main rank reads (``load_hf_model``); the others build the shape, and DistributedDataParallel's
   own start-up broadcast (``init_sync``) hands them rank 0's weights.
 """
@@ -50,7 +50,11 @@ def materialize_from_hf(model: Transformer, device: torch.device) -> None:
     cos, sin = rotary_tables(c.head_size, c.max_position_embeddings, c.rope_theta, c.rope_scaling)
     model.rope_cos, model.rope_sin = cos.to(device), sin.to(device)
     state = model.state_dict()
-    dcp.load({name: state[name] for name in names}, storage_reader=HuggingFaceStorageReader(folder))
+    groups: dict[str, list[str]] = {}  # one read per block: safe_open maps a file while it reads, and the pages
+    for name in names:                 # a read touched leave the RSS only when it closes the file
+        groups.setdefault(".".join(name.split(".")[:3]) if name.startswith("model.layers.") else "rest", []).append(name)
+    for group in groups.values():
+        dcp.load({name: state[name] for name in group}, storage_reader=HuggingFaceStorageReader(folder))
     delattr(model, PENDING)
 
 

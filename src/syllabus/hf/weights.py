@@ -3,8 +3,8 @@
 
 Parameter names are the same on both sides; a tied head may be absent or present (it is the embedding), the
 rotary ``inv_freq`` buffers old checkpoints carry are skipped, and every tensor is copied into the parameter's
-own dtype. ``load_hf_weights`` reads tensors one at a time through ``safe_open`` (memory-mapped), so the host
-never holds a second full copy of the model.
+own dtype. ``load_hf_weights`` reads tensors one at a time through ``safe_open`` (memory-mapped, closed after
+each), so the host never holds a second full copy of the model.
 """
 
 from __future__ import annotations
@@ -34,16 +34,13 @@ def weight_map(folder: str | Path) -> dict[str, str]:
 
 
 def iter_hf_tensors(folder: str | Path, names: list[str]) -> Iterator[tuple[str, object]]:
-    """(name, safetensors slice handle) for each of ``names``, one file open at a time; a handle's ``[...]``
-    reads the whole tensor, ``[a:b]`` only those rows."""
+    """(name, safetensors slice handle) for each of ``names``, valid until the next one; a handle's ``[...]`` reads
+    the whole tensor, ``[a:b]`` only those rows. The file is opened per tensor: ``safe_open`` memory-maps it, and
+    the pages a read touched count in the RSS until it is closed (measured in docs/continued-pretraining.md)."""
     files = weight_map(folder)
-    by_file: dict[str, list[str]] = {}
     for name in names:
-        by_file.setdefault(files[name], []).append(name)
-    for file, held in by_file.items():
-        with safe_open(str(Path(folder) / file), framework="pt") as f:
-            for name in held:
-                yield name, f.get_slice(name)
+        with safe_open(str(Path(folder) / files[name]), framework="pt") as f:
+            yield name, f.get_slice(name)
 
 
 def expected_names(model: Transformer, folder: str | Path) -> list[str]:
