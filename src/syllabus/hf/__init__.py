@@ -1,5 +1,5 @@
 """Hugging Face checkpoints, both directions: one name-and-shape mapping (``architectures``) that import
-(``folder``, ``weights``) and ``syllabus.export`` share.
+(``folder``, ``weights``; ``sharded`` for FSDP2 and DDP ranks) and ``syllabus.export`` share.
 
 Supported: ``LlamaForCausalLM`` (Llama 2/3/3.1/3.2 with ``rope_scaling: llama3``, SmolLM/SmolLM2, TinyLlama),
 ``MistralForCausalLM`` (sliding window absent or at least the longest ``seq_len``), ``Qwen2ForCausalLM``
