@@ -39,13 +39,14 @@ def test_add_special_tokens_keeps_old_ids(tok, tmp_path):
     assert tokenizer_fingerprint(grown) != tokenizer_fingerprint(tok)
 
 
-def test_duplicate_special_token_is_config_error(tok, tmp_path):
+def test_a_token_listed_twice_is_a_config_error_and_one_the_tokenizer_has_is_reused(tok, tmp_path):
     grown = load_tokenizer(save_tokenizer(tok, tmp_path))
-    with pytest.raises(ConfigError, match="<\\|endoftext\\|>"):
-        add_special_tokens(grown, [EOS])
-    add_special_tokens(grown, ["<x>"])
-    with pytest.raises(ConfigError, match="<x>"):
-        add_special_tokens(grown, ["<x>", "<y>"])
+    size = grown.get_vocab_size()
+    with pytest.raises(ConfigError, match="'<y>' is listed more than once"):
+        add_special_tokens(grown, ["<y>", "<y>"])
+    # an imported model's <think> (here: EOS) keeps its id and row; only the others are new
+    assert add_special_tokens(grown, [EOS, "<x>"]) == [grown.token_to_id(EOS), size]
+    assert grown.get_vocab_size() == size + 1
 
 
 def test_save_load_fingerprint_stable(tok, tmp_path):

@@ -7,10 +7,27 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PresetName = Literal["tiny", "small", "base", "large"]
+# Hugging Face architectures a ModelConfig can come from and be written back as (syllabus/hf/architectures.py).
+Architecture = Literal["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]
+
+
+class RopeScaling(BaseModel):
+    """Llama 3.1's RoPE frequency scaling (``rope_type: llama3``): wavelengths longer than
+    ``original_max_position_embeddings / low_freq_factor`` are stretched by ``factor``, those shorter than
+    ``… / high_freq_factor`` kept, the ones between blended (transformers' ``_compute_llama3_parameters``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rope_type: Literal["llama3"] = Field("llama3", description="the scaling rule (only llama3)")
+    factor: float = Field(gt=0, description="how much long wavelengths are stretched")
+    low_freq_factor: float = Field(gt=0, description="original context / this = the longest wavelength kept as is")
+    high_freq_factor: float = Field(gt=0, description="original context / this = the shortest stretched wavelength")
+    original_max_position_embeddings: int = Field(ge=1, description="the context the base model was trained at")
 
 
 class ModelConfig(BaseModel):
-    """A LLaMA-style decoder. Field names follow Hugging Face ``LlamaConfig`` where one exists."""
+    """A LLaMA-style decoder. Field names follow Hugging Face ``LlamaConfig`` where one exists; the extras of
+    the architectures it imports (q/k/v bias, q/k norm, RoPE scaling, head width) are fields, not subclasses."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -25,11 +42,21 @@ class ModelConfig(BaseModel):
     rms_norm_eps: float = Field(1e-5, gt=0, description="epsilon added inside RMSNorm")
     tie_word_embeddings: bool = Field(True, description="the output head shares the embedding matrix")
     initializer_range: float = Field(0.02, gt=0, description="standard deviation of the normal weight initialisation")
+    head_dim: int | None = Field(None, ge=2, description="width of one attention head; None = hidden_size / "
+                                                          "num_attention_heads (Qwen3 sets its own)")
+    attention_bias: bool = Field(False, description="the q, k and v projections carry a bias (Qwen2)")
+    qk_norm: bool = Field(False, description="RMSNorm over each head's queries and keys before RoPE (Qwen3)")
+    rope_scaling: RopeScaling | None = Field(None, description="RoPE frequency scaling (Llama 3.1/3.2: llama3)")
+    architecture: Architecture | None = Field(None, description="the Hugging Face architecture the weights came "
+                                              "from, written back on export; None: syllabus's own (exported as "
+                                              "LlamaForCausalLM)")
+    sliding_window: int | None = Field(None, ge=1, description="a Mistral/Qwen sliding window, kept for export; "
+                                       "syllabus attends over the whole sequence, so it must be >= every seq_len")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":
         kv = self.num_key_value_heads or self.num_attention_heads
-        if self.hidden_size % self.num_attention_heads:
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size: {self.hidden_size} must be a multiple of num_attention_heads ({self.num_attention_heads})"
             )
@@ -37,8 +64,8 @@ class ModelConfig(BaseModel):
             raise ValueError(
                 f"num_attention_heads: {self.num_attention_heads} must be a multiple of num_key_value_heads ({kv})"
             )
-        if (self.hidden_size // self.num_attention_heads) % 2:
-            raise ValueError("hidden_size: the head size (hidden_size / num_attention_heads) must be even for rotary embeddings")
+        if self.head_size % 2:
+            raise ValueError(f"head_dim: the head size ({self.head_size}) must be even for rotary embeddings")
         return self
 
     @property
@@ -46,8 +73,9 @@ class ModelConfig(BaseModel):
         return self.num_key_value_heads or self.num_attention_heads
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+    def head_size(self) -> int:
+        """Width of one attention head: ``head_dim`` when given, else hidden_size / num_attention_heads."""
+        return self.head_dim or self.hidden_size // self.num_attention_heads
 
 
 # Shapes: tiny is for CPU demos and tests; small ~ GPT-2 small; base ~1.3B; large = LLaMA-7B.

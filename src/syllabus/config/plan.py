@@ -26,7 +26,7 @@ PLAN_OWNED = {"seed": "the top-level `seed` (stage i trains with seed + i)",
               "resume": "the run folder (running again continues it)", "max_steps": "`stages[].budget`",
               "learning_rate": "`stages[].lr.peak`", "min_learning_rate": "`stages[].lr.min`",
               "warmup_steps": "`stages[].lr.warmup`", "lr_schedule": "`stages[].lr.schedule`",
-              "model_config_name": "`model.size`", "model": "`model.overrides`",
+              "model_config_name": "`model.size`", "model": "`model.overrides`", "init_from": "`model.from`",
               "eval_batches": "`evaluation.batches` (or a stage's `evaluation.batches`)",
               **{f: f"`sources.<name>.{f}` (record options belong to each source)"
                  for f in ("format", "text_field", "template", "calculator", "languages", "loss_on")}}
@@ -196,10 +196,13 @@ class ForgettingSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """The model's shape: a size preset plus any ``ModelConfig`` field in ``overrides``."""
+    """The model's shape: a size preset plus any ``ModelConfig`` field in ``overrides``; or ``from``: a Hugging Face
+    checkpoint whose config, weights and tokenizer start the first stage (docs/continued-pretraining.md)."""
 
     size: Literal["tiny", "small", "base", "large"] = Field("tiny", description="size preset")
     overrides: dict = Field(default_factory=dict, description="any ModelConfig field")
+    from_: str | None = Field(None, alias="from", description="a Hugging Face model folder or "
+                              "hf:owner/name[@revision]: the first stage starts from its weights and tokenizer")
 
 
 class PlanConfig(_Strict):
@@ -239,6 +242,14 @@ class PlanConfig(_Strict):
         found = [f"defaults.{key}: set by the plan itself, in {owned[key]}; defaults may not set it" if key in owned
                  else f"defaults.{key}: not a training field" for key in self.defaults
                  if key in owned or key not in PreTrainingConfig.model_fields]
+        if self.model.from_ is not None:
+            shape = [f"model.{k}" for k in ("size",) if k in self.model.model_fields_set]
+            shape += [f"model.overrides.{k}" for k in self.model.overrides]
+            if shape:
+                found.append(f"model.from: the shape comes from the checkpoint's config.json; drop {', '.join(shape)}")
+            if self.tokenizer.model_fields_set:
+                found.append(f"tokenizer: model.from brings its own tokenizer.json; drop "
+                             f"{', '.join('tokenizer.' + k for k in sorted(self.tokenizer.model_fields_set))}")
         if found:
             return found
         known = set(self.sources)
@@ -329,8 +340,9 @@ class PlanConfig(_Strict):
         """Stage ``index``'s training fields: defaults, then the stage's overrides, LR and budget in steps."""
         stage = self.stages[index]
         lr = stage.lr
-        fields = {**self.defaults, **stage.overrides, "model_config_name": self.model.size,
-                  "model": self.model.overrides, "max_steps": max_steps, "learning_rate": lr.peak,
+        shape = {"init_from": self.model.from_} if self.model.from_ is not None else \
+            {"model_config_name": self.model.size, "model": self.model.overrides}
+        fields = {**self.defaults, **stage.overrides, **shape, "max_steps": max_steps, "learning_rate": lr.peak,
                   "min_learning_rate": lr.peak / 10 if lr.min is None else lr.min,
                   "warmup_steps": min(lr.warmup, max(0, max_steps - 1)), "lr_schedule": lr.schedule,
                   "seed": self.seed + index}
@@ -370,6 +382,13 @@ class PlanConfig(_Strict):
     def model_context(self) -> int:
         from syllabus.config.model import PRESETS
 
+        if self.model.from_ is not None:  # a local folder's config.json; a hub id is checked once downloaded
+            config = Path(self.model.from_) / "config.json"
+            if not self.model.from_.startswith("hf:") and config.is_file():
+                import json
+
+                return int(json.loads(config.read_text()).get("max_position_embeddings", 1 << 30))
+            return 1 << 30
         return self.model.overrides.get("max_position_embeddings", PRESETS[self.model.size]["max_position_embeddings"])
 
 

@@ -51,6 +51,9 @@ class PreTrainingConfig(BaseModel):
     # --- model
     model_config_name: PresetName = Field("tiny", description="size preset: tiny, small, base, large")
     model: ModelOverrides = Field(default_factory=ModelOverrides, description="custom shape over the preset")
+    init_from: str | None = Field(None, description="start from a Hugging Face model: a folder (config.json, "
+                                                    "safetensors, tokenizer.json) or hf:owner/name[@revision]; its "
+                                                    "config sets the shape, its tokenizer.json the tokens")
     max_seq_length: int = Field(256, ge=8, description="tokens per training sequence")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     compile: bool = Field(False, description="torch.compile the model")
@@ -163,6 +166,13 @@ class PreTrainingConfig(BaseModel):
         if self.min_learning_rate > self.learning_rate:
             raise ValueError(f"min_learning_rate: {self.min_learning_rate:g} exceeds learning_rate "
                              f"({self.learning_rate:g})")
+        if self.init_from is not None:  # the checkpoint's config.json is the shape (checked where it is read)
+            given = [f"model.{k}" for k in self.model.model_dump(exclude_none=True)]
+            given += ["model_config_name"] if self.model_config_name != "tiny" else []
+            if given:
+                raise ValueError(f"init_from: the shape comes from the checkpoint's config.json; drop "
+                                 f"{', '.join(given)}")
+            return self
         try:
             shape = self.model_shape()
         except ValidationError as err:

@@ -39,7 +39,7 @@ from syllabus.data.shard_stream import epoch_rng
 import syllabus.data.sources as sources
 from syllabus.data.sources import (MAX_DOC_BYTES, explain_skips, files_for_split, plan_units, read_unit,
                                    resolve_files, split_of_text)
-from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
+from syllabus.data.tokenizer import as_tokenizer, bos_id, eos_id, pad_id
 
 log = logging.getLogger("syllabus")
 
@@ -48,24 +48,30 @@ ENCODE_CHUNK = 64  # documents per encode_batch call (keeps tokenizer scratch me
 
 
 def encode_documents(tok, texts: list[str], eos: int) -> list[np.ndarray]:
-    """Token ids of each text followed by EOS (int32).
+    """Token ids of each text followed by EOS (int32), preceded by BOS when the tokenizer puts one in front of
+    every text (``bos_id``: Llama's, not Qwen's nor syllabus's own).
 
     A text that carries ``spans`` (a chat rendered for ``loss_on: assistant``, see
     :class:`~syllabus.data.records.Rendered`) marks the tokens to train on: a token whose characters
     overlap no span is stored as ``-(id + 1)`` (:func:`~syllabus.data.packing.pad_documents` turns
     those into inputs with label -100); the closing EOS is trained when the last span ends the text."""
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    bos = bos_id(tok)
+    # Never trained on with loss_on: assistant (its span is empty). A post-processor whose start is the
+    # end-of-text token itself (syllabus's own export) adds nothing: the previous document's EOS is that start.
+    front = [] if bos is None or bos == eos else [bos]
     out: list[np.ndarray] = []
     for i in range(0, len(texts), ENCODE_CHUNK):
         chunk = texts[i: i + ENCODE_CHUNK]
         masked = any(getattr(t, "spans", None) is not None and isinstance(t, Rendered) for t in chunk)
         for text, enc in zip(chunk, (tok.encode_batch if masked else encode)(chunk, add_special_tokens=False)):
-            ids = np.empty(len(enc.ids) + 1, dtype=np.int32)
-            ids[:-1] = enc.ids
+            ids = np.empty(len(front) + len(enc.ids) + 1, dtype=np.int32)
+            ids[:len(front)] = front
+            ids[len(front):-1] = enc.ids
             ids[-1] = eos
             if isinstance(text, Rendered):
-                starts = np.array([o[0] for o in enc.offsets] + [len(text)], dtype=np.int64)
-                ends = np.array([o[1] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                starts = np.array([0] * len(front) + [o[0] for o in enc.offsets] + [len(text)], dtype=np.int64)
+                ends = np.array([0] * len(front) + [o[1] for o in enc.offsets] + [len(text)], dtype=np.int64)
                 trained = np.zeros(len(ids), dtype=bool)
                 for a, b in text.spans:  # a token overlapping a span (" It" starts at the space before it)
                     trained |= (starts < b) & (ends > a)

@@ -9,6 +9,8 @@ Invariants kept here:
 - what a sequence starts with (its BOS) is decided in one place, :func:`sequence_start_ids`, from the
   tokenizer itself; text is encoded without special tokens (:func:`encode_text`) and that start put in front
   once, so evaluation, scoring and generation see one BOS whatever the tokenizer's post-processor adds;
+- a tokenizer brought along (a Hugging Face model's) keeps its own rule: documents start with BOS exactly when
+  its post-processor puts one in front (:func:`bos_id`), and end with its own end-of-text token;
 - :func:`add_special_tokens` appends new ids at the end, so existing ids (and embeddings) stay.
 """
 
@@ -97,6 +99,30 @@ def eos_id(tok: Tokenizer) -> int:
     return token_id
 
 
+def bos_id(tok: Tokenizer) -> int | None:
+    """The id the tokenizer's post-processor puts in front of every encoded text (Llama 2's ``<s>``, Llama 3's
+    ``<|begin_of_text|>``), or None when it puts nothing there (GPT-2, Qwen, tokenizers trained here).
+
+    Decided by encoding a probe with and without special tokens, so any post-processor kind (template, BERT,
+    RoBERTa, a sequence of them) answers the same way. Training documents are ``[BOS] text EOS`` with such a
+    tokenizer, as the model saw them, and ``text EOS`` without one."""
+    plain = tok.encode("a", add_special_tokens=False).ids
+    full = tok.encode("a").ids
+    if len(full) > len(plain) and full[1:1 + len(plain)] == plain:
+        return full[0]
+    return None
+
+
+def special_token_names(tok: Tokenizer) -> dict[str, str | None]:
+    """The tokenizer's own ``bos``, ``eos``, ``unk`` and ``pad`` token strings (None where it has no such token;
+    a tokenizer without a padding token pads with its end-of-text, as :func:`pad_id` does)."""
+    bos = bos_id(tok)
+    unk = json.loads(tok.to_str()).get("model", {}).get("unk_token")
+    return {"bos": None if bos is None else tok.id_to_token(bos), "eos": tok.id_to_token(eos_id(tok)),
+            "unk": unk if unk is not None and tok.token_to_id(unk) is not None else None,
+            "pad": tok.id_to_token(pad_id(tok))}
+
+
 def pad_id(tok: Tokenizer) -> int:
     """The padding id; tokenizers without one (GPT-2) pad with EOS (padding is masked anyway)."""
     token_id = _first_id(tok, PAD_NAMES)
@@ -104,25 +130,20 @@ def pad_id(tok: Tokenizer) -> int:
 
 
 def sequence_start_ids(tok: Tokenizer) -> list[int]:
-    """The token ids a sequence starts with when the model reads a document from its beginning.
+    """The token ids a sequence starts with when the model reads a document from its beginning: the one place
+    evaluation, scoring and generation take their BOS from.
 
-    Decided from the tokenizer alone: the special tokens its post-processor puts before the text (a Llama
-    tokenizer's ``<s>``, the ``<|endoftext|>`` of syllabus's Hugging Face export, read by encoding a probe with
-    special tokens and keeping the leading ids its ``special_tokens_mask`` marks), else syllabus's own
-    convention for tokenizers that add nothing (those trained here, GPT-2's): the end-of-text token, the
+    Decided from the tokenizer alone: the token its post-processor puts before the text (:func:`bos_id`: a
+    Llama tokenizer's ``<s>``, the ``<|endoftext|>`` of syllabus's Hugging Face export), else syllabus's own
+    convention for tokenizers that add nothing (those trained here, GPT-2's, Qwen's): the end-of-text token, the
     document separator every training document follows. Returns ``[]`` for a tokenizer that adds nothing and
-    has no end-of-text token. Pure; a few microseconds (one encode of a one-character probe).
+    has no end-of-text token. Pure; a few microseconds (two encodes of a one-character probe).
 
     Use it with :func:`encode_text` (never ``encode`` with special tokens on, which would add the start a
     second time): ``sequence_start_ids(tok) + encode_text(tok, text)``."""
-    probe = tok.encode("a", add_special_tokens=True)
-    lead = []
-    for token_id, special in zip(probe.ids, probe.special_tokens_mask):
-        if not special:
-            break
-        lead.append(token_id)
-    if lead:
-        return lead
+    bos = bos_id(tok)
+    if bos is not None:
+        return [bos]
     eos = _first_id(tok, EOS_NAMES)
     return [] if eos is None else [eos]
 
@@ -144,14 +165,14 @@ def tokenizer_fingerprint(tok: Tokenizer) -> str:
 
 
 def add_special_tokens(tok: Tokenizer, tokens: list[str]) -> list[int]:
-    """Add ``tokens`` as single special tokens with new ids at the end; return their ids."""
-    existing = [t for t in tokens if tok.token_to_id(t) is not None]
+    """Add ``tokens`` as single special tokens with new ids at the end; return the ids of all of them.
+
+    A token the tokenizer already has (Qwen's ``<think>``) keeps its id and row: it is reused, not duplicated, so
+    ids at or above the old size are exactly the new ones. Raises ``ConfigError`` for a token listed twice."""
     repeated = sorted({t for t in tokens if tokens.count(t) > 1})
-    if existing or repeated:
-        problems = [f"special token {t!r} already exists in the tokenizer" for t in existing]
-        problems += [f"special token {t!r} is listed more than once" for t in repeated]
-        raise ConfigError(problems)
-    tok.add_special_tokens(tokens)
+    if repeated:
+        raise ConfigError([f"special token {t!r} is listed more than once" for t in repeated])
+    tok.add_special_tokens([t for t in tokens if tok.token_to_id(t) is None])
     return [tok.token_to_id(t) for t in tokens]
 
 

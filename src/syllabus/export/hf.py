@@ -1,14 +1,20 @@
-"""Export to a Hugging Face folder that ``transformers`` loads offline as ``LlamaForCausalLM``.
+"""Export to a Hugging Face folder that ``transformers`` loads offline, as the architecture the model came from.
 
-Written files: ``config.json`` (LlamaConfig fields), ``model.safetensors`` (parameter names are
-already Hugging Face's; a tied ``lm_head`` is left out, as ``transformers`` re-ties it from the
-embedding), ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` and
-``special_tokens_map.json`` (a ``PreTrainedTokenizerFast`` with our end-of-text and padding tokens).
-The model has no separate beginning-of-sequence token: documents are separated by end-of-text, so
-``bos_token_id`` is the end-of-text id, as in GPT-2, and the exported tokenizer *adds* it in front of every
-encoded text (a ``TemplateProcessing`` post-processor, ``add_bos_token: true``). Every Hugging Face consumer
-(``transformers``, lm-evaluation-harness, vLLM) thus feeds the model what it saw in training — a document
-that follows an end-of-text token — and scores what syllabus's own evaluation scores (docs/lm-eval.md).
+Written files: ``config.json`` (``syllabus.hf.architectures.hf_config_of``: ``LlamaForCausalLM`` for syllabus's own
+models, the imported architecture otherwise, so Qwen stays Qwen), ``model.safetensors`` (parameter names are
+already Hugging Face's; a tied ``lm_head`` is left out, as ``transformers`` re-ties it from the embedding),
+``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` (a
+``PreTrainedTokenizerFast``).
+
+Special tokens keep the tokenizer's own names (``special_token_names``): bos, eos, unk and pad are what it calls
+them, and ``config.json``'s ids are theirs. BOS follows what training fed the model:
+- a tokenizer that puts BOS in front (Llama's ``<s>``) is written as is, ``add_bos_token: true``;
+- an imported model whose tokenizer adds none (Qwen) is written as is, no BOS;
+- syllabus's own model with a tokenizer that adds none: documents were separated by end-of-text, so
+  ``bos_token_id`` is the end-of-text id, as in GPT-2, and the exported tokenizer *adds* it in front of every
+  encoded text (a ``TemplateProcessing`` post-processor, ``add_bos_token: true``). Every Hugging Face consumer
+  (``transformers``, lm-evaluation-harness, vLLM) thus feeds the model what it saw in training — a document that
+  follows an end-of-text token — and scores what syllabus's own evaluation scores (docs/lm-eval.md).
 The checkpoint's own ``tokenizer.json`` is left as it is.
 """
 
@@ -21,43 +27,11 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, processors
 
-from syllabus.data.tokenizer import eos_id, pad_id
+from syllabus.data.tokenizer import eos_id, special_token_names
+from syllabus.hf.architectures import hf_config_of
 from syllabus.model.transformer import Transformer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def hf_config(model: Transformer, *, bos: int, eos: int, pad: int, dtype: str) -> dict:
-    c = model.config
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_hidden_layers,
-        "num_attention_heads": c.num_attention_heads,
-        "num_key_value_heads": c.kv_heads,
-        "head_dim": c.head_dim,
-        "hidden_act": "silu",
-        "max_position_embeddings": c.max_position_embeddings,
-        "initializer_range": c.initializer_range,
-        "rms_norm_eps": c.rms_norm_eps,
-        "rope_theta": c.rope_theta,  # transformers 4.x
-        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},  # transformers 5.x
-        "rope_scaling": None,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "mlp_bias": False,
-        "pretraining_tp": 1,
-        "tie_word_embeddings": c.tie_word_embeddings,
-        "use_cache": True,
-        "bos_token_id": bos,
-        "eos_token_id": eos,
-        "pad_token_id": pad,
-        "torch_dtype": dtype,
-        "dtype": dtype,
-    }
 
 
 def export_hf(model: Transformer, tokenizer, out: str | Path, *, dtype: str = "float32") -> Path:
@@ -66,23 +40,29 @@ def export_hf(model: Transformer, tokenizer, out: str | Path, *, dtype: str = "f
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    eos, pad = eos_id(tokenizer), pad_id(tokenizer)
-    eos_token, pad_token = tokenizer.id_to_token(eos), tokenizer.id_to_token(pad)
+    names = special_token_names(tokenizer)
+    eos_as_bos = names["bos"] is None and model.config.architecture is None
+    if eos_as_bos:  # syllabus's own model: each document followed an end-of-text token
+        names["bos"] = names["eos"]
+    ids = {role: None if name is None else tokenizer.token_to_id(name) for role, name in names.items()}
 
     state = {name: tensor.detach().to("cpu", DTYPES[dtype]).contiguous() for name, tensor in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
 
-    write_json(out / "config.json", hf_config(model, bos=eos, eos=eos, pad=pad, dtype=dtype))
-    write_json(out / "generation_config.json", {"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": pad,
-                                                "do_sample": False})
-    with_bos(tokenizer).save(str(out / "tokenizer.json"))
-    special = {"bos_token": eos_token, "eos_token": eos_token, "pad_token": pad_token, "unk_token": eos_token}
+    write_json(out / "config.json", hf_config_of(model.config, bos=ids["bos"], eos=ids["eos"], pad=ids["pad"],
+                                                 dtype=dtype))
+    write_json(out / "generation_config.json", {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+                                                "pad_token_id": ids["pad"], "do_sample": False})
+    (with_bos(tokenizer) if eos_as_bos else tokenizer).save(str(out / "tokenizer.json"))
+    special = {f"{role}_token": name for role, name in names.items() if name is not None}
+    if eos_as_bos and names["unk"] is None:
+        special["unk_token"] = names["eos"]  # as exports before kept it
     write_json(out / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **special,
-        "add_bos_token": True,
+        "add_bos_token": names["bos"] is not None,
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": model.config.max_position_embeddings,

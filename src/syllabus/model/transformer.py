@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from syllabus.config.model import ModelConfig
+from syllabus.config.model import ModelConfig, RopeScaling
 from syllabus.model.fused import fused_rms_norm, fused_swiglu, rms_norm, swiglu
 from syllabus.model.loss import linear_cross_entropy
+from syllabus.model.rope_scaling import scaled_inv_freq
 
 
 class RMSNorm(nn.Module):
@@ -36,9 +37,13 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps, dtype)
 
 
-def rotary_tables(head_dim: int, max_len: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos and sin of shape [max_len, head_dim] in the half-split layout (first half, second half)."""
+def rotary_tables(head_dim: int, max_len: int, theta: float,
+                  scaling: RopeScaling | None = None) -> tuple[Tensor, Tensor]:
+    """cos and sin of shape [max_len, head_dim] in the half-split layout (first half, second half); frequencies
+    stretched by ``scaling`` when given (``model/rope_scaling.py``)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    if scaling is not None:
+        inv_freq = scaled_inv_freq(inv_freq, scaling)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -85,7 +90,7 @@ class KVCache:
     size it to prompt + new tokens."""
 
     def __init__(self, config: ModelConfig, batch_size: int, max_len: int, device=None, dtype=None):
-        self.shape = (batch_size, config.kv_heads, max_len, config.head_dim)
+        self.shape = (batch_size, config.kv_heads, max_len, config.head_size)
         layers = config.num_hidden_layers
         allocate = dtype is not None
         self.keys = [torch.zeros(self.shape, device=device, dtype=dtype) if allocate else None for _ in range(layers)]
@@ -106,21 +111,29 @@ class KVCache:
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.n_heads, self.n_kv, self.head_dim = config.num_attention_heads, config.kv_heads, config.head_dim
-        d = config.hidden_size
-        self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(d, self.n_kv * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(d, self.n_kv * self.head_dim, bias=False)
+        self.n_heads, self.n_kv, self.head_dim = config.num_attention_heads, config.kv_heads, config.head_size
+        d, bias = config.hidden_size, config.attention_bias
+        self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d, self.n_kv * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d, self.n_kv * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
+        if config.qk_norm:  # Qwen3: each head's queries and keys normalised before RoPE
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:
         B, T, _ = x.shape
         H, KV = self.n_heads, self.n_kv
         # One matmul for q, k and v (the three weights stay separate parameters, as Hugging Face names them).
-        qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+        bias = self.q_proj.bias
+        qkv = F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                       None if bias is None else torch.cat([bias, self.k_proj.bias, self.v_proj.bias]))
         # split, not slicing: its backward is one cat, where each slice's would zero-fill a full-size gradient
         qk, v = qkv.view(B, T, H + 2 * KV, self.head_dim).split([H + KV, KV], dim=2)
+        if hasattr(self, "q_norm"):
+            q, k = qk.split([H, KV], dim=2)
+            qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
         # q and k rotated together; cos/sin are [T, hd] (shared positions) or [B, T, hd] (per row)
         q, k = apply_rotary(qk, cos.unsqueeze(-2), sin.unsqueeze(-2)).split([H, KV], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -278,7 +291,8 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        cos, sin = rotary_tables(config.head_dim, config.max_position_embeddings, config.rope_theta)
+        cos, sin = rotary_tables(config.head_size, config.max_position_embeddings, config.rope_theta,
+                                 config.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -287,8 +301,10 @@ class Transformer(nn.Module):
         """Normal(0, initializer_range); residual output projections scaled by 1/sqrt(2·layers)."""
         std = self.config.initializer_range
         for name, p in self.named_parameters():
-            if name.endswith("layernorm.weight") or name == "model.norm.weight":
+            if name.endswith(("layernorm.weight", "_norm.weight")) or name == "model.norm.weight":
                 nn.init.ones_(p)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
             elif name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, std=std / math.sqrt(2 * self.config.num_hidden_layers))
             else:

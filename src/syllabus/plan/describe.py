@@ -77,8 +77,14 @@ def _seconds_per_token(plan: PlanConfig, precision) -> float | None:
     from syllabus.model import Transformer
 
     config = plan.training_config(0)  # the first stage's shape; the model is the same in every stage
+    if config.init_from is not None:  # a local folder by now (plan/starting_point.py)
+        from syllabus.hf.folder import read_hf_config
+
+        shape = read_hf_config(config.init_from)
+    else:
+        shape = config.model_shape(vocab_size=plan.tokenizer.vocab_size)
     with torch.device("meta"):
-        model = Transformer(config.model_shape(vocab_size=plan.tokenizer.vocab_size))
+        model = Transformer(shape)
     if torch.cuda.is_available() or precision.chosen_peak <= 0:
         return None
     return model.flops_per_token(config.max_seq_length) / (ASSUMED_MFU * precision.chosen_peak)

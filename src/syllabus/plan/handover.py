@@ -16,11 +16,14 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from syllabus.config.errors import ConfigError
 from syllabus.data import add_special_tokens
+from syllabus.hf.sharded import is_pending, start_from_hf
 from syllabus.model import Transformer
 from syllabus.plan.stages import StagePlan
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import sharded_checkpoint
+from syllabus.train.distributed import DistContext
 from syllabus.train.pretrain import padded_vocab_size
 from syllabus.train.trainer import Trainer, build_optimizer
 
@@ -29,21 +32,25 @@ log = logging.getLogger("syllabus")
 
 def stage_tokenizer(base_tokenizer: Tokenizer, stage: StagePlan) -> tuple[Tokenizer, list[int]]:
     """A copy of the base tokenizer with the special tokens of this stage and the ones before it, and the
-    ids of this stage's own (empty when it adds none). The base tokenizer is not changed."""
+    ids this stage adds (empty when it adds none; a token the tokenizer already had, such as an imported
+    model's ``<think>``, keeps its id and row and is not among them). The base tokenizer is not changed."""
     tokenizer = Tokenizer.from_str(base_tokenizer.to_str())
     earlier = stage.special_tokens[:len(stage.special_tokens) - len(stage.new_tokens)]
     if earlier:
         add_special_tokens(tokenizer, earlier)
+    size = tokenizer.get_vocab_size()
     new_ids = add_special_tokens(tokenizer, stage.new_tokens) if stage.new_tokens else []
-    return tokenizer, new_ids
+    return tokenizer, [i for i in new_ids if i >= size]
 
 
 def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokenizer, new_ids: list[int],
-                resume_from: Path | None) -> Transformer:
+                resume_from: Path | None, dist: DistContext | None = None) -> Transformer:
     """The model a stage trains, on the CPU, before any wrapping (DDP/FSDP2 come later, in the trainer).
 
     Mid-stage (``resume_from``): the checkpoint's shape, weights loaded later by ``Trainer.restore``. The
-    first stage: fresh weights from the current RNG (the caller seeds it). A later stage: the previous
+    first stage: the Hugging Face checkpoint of ``init_from`` (a local folder by now; under ``dist``'s FSDP2 a meta
+    model filled with each rank's slices when sharded, under DDP read by the main rank), grown for ``new_ids``, or
+    fresh weights from the current RNG (the caller seeds it). A later stage: the previous
     stage's ``final`` weights, with the embedding (and an untied head) grown for ``new_ids``; the model
     carries ``init_record`` (where it came from and the weights' sha256) for the metrics.
 
@@ -52,6 +59,16 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
     shape_type = type(stage.config.model_shape())
     if resume_from is not None:
         return Transformer(shape_type(**json.loads((resume_from / "model_config.json").read_text())))
+    if previous is None and stage.config.init_from is not None:
+        dist = dist or DistContext.single("cpu")
+        model = start_from_hf(stage.config.init_from, sharded=dist.sharded, reads=dist.is_main)
+        model.init_record = {"init_from": stage.config.init_from}
+        if is_pending(model) and (new_ids or vocab > model.config.vocab_size):
+            raise ConfigError(f"stages.0.special_tokens: with strategy fsdp the stage that starts from model.from "
+                              f"cannot grow the embedding ({len(new_ids)} new tokens); add them in a later stage")
+        if not is_pending(model):
+            grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=stage.config.seed)
+        return model
     if previous is None:
         return Transformer(stage.config.model_shape(vocab_size=vocab))
     final = previous.checkpoints / "final"

@@ -37,6 +37,7 @@ from syllabus.plan.numbers import as_number
 from syllabus.plan.run_state import RunState
 from syllabus.plan.stage_tasks import StageTasks
 from syllabus.plan.stages import StagePlan, resolve_stages
+from syllabus.plan.starting_point import resolve_starting_point
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
 from syllabus.train.metrics import MetricsLog, NullLog
@@ -82,6 +83,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "plan.yaml").write_text(yaml.safe_dump(plan.model_dump(by_alias=True), sort_keys=False))
+    plan = resolve_starting_point(plan, dist)  # model.from: a checked local folder, its chat template
     base_tokenizer = plan_tokenizer(plan, run_dir, dist)
     epochs = {name: epoch_tokens(path, base_tokenizer) for name, path in plan.sources.items()
               if any((s.budget.epochs or (s.expect.get("extend") or {}).get("epochs")) and name in s.data
@@ -146,7 +148,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
     tokenizer, new_ids = stage_tokenizer(run.base_tokenizer, stage)
     resume_from = ckpt.latest_valid_checkpoint(stage.checkpoints)
     torch.manual_seed(config.seed)  # the same start whether this process ran the previous stage or not
-    model = stage_model(stage, previous, tokenizer, new_ids, resume_from)
+    model = stage_model(stage, previous, tokenizer, new_ids, resume_from, dist)
     batches = open_batches(stage.sources, stage.weights, tokenizer, seed=config.seed, rank=dist.rank,
                            world_size=dist.world_size, doc_attention=config.doc_attention,
                            num_workers=config.num_workers, packed=config.packing)
@@ -253,7 +255,7 @@ def _reweight(run: _Run, stage: StagePlan, trainer: Trainer, gate: ForgettingGat
 
 
 def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
-    """The run's base tokenizer (before any stage adds special tokens): given; else the one prepared shard
+    """The run's base tokenizer (before any stage adds special tokens): given; else the ``model.from`` checkpoint's; else the one prepared shard
     sources were made with (all must agree); else trained once (by the main rank) on the plan's sources. Kept
     in the run folder as ``tokenizer-base.json`` (and as ``tokenizer.json`` until a stage finishes, which then
     holds that stage's tokenizer, :func:`_keep_stage_tokenizer`); a run folder from before the split, whose
@@ -264,6 +266,8 @@ def plan_tokenizer(plan: PlanConfig, run_dir: Path, dist: DistContext):
 
     if plan.tokenizer.path:
         return load_tokenizer(plan.tokenizer.path)
+    if plan.model.from_ is not None:  # the model's own, used as is
+        return load_tokenizer(plan.model.from_)
     prepared = shards_tokenizer({name: plan.source_spec(name).path for name in plan.sources})
     base, current = run_dir / BASE_TOKENIZER, run_dir / "tokenizer.json"
     if dist.is_main and not base.exists():

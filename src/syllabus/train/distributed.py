@@ -23,6 +23,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from syllabus.hf.sharded import is_pending, materialize_from_hf
 from syllabus.train import faults
 from syllabus.train.launch import watch_launcher
 
@@ -105,6 +106,8 @@ class DistContext:
                 block.compile()  # in place: parameter names (and so checkpoints) do not change
             fully_shard(block, mesh=mesh, mp_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=policy)
+        if is_pending(model):  # built on the meta device: each rank reads only its own slices of the checkpoint
+            materialize_from_hf(model, self.device)
         return model
 
     @property

@@ -66,7 +66,7 @@ class PreTrainer:
     def _train(self, dist: DistContext) -> TrainResult:
         from syllabus.data import iter_eval_batches, open_batches
 
-        cfg = self.config
+        cfg = self.config = local_init_from(self.config, dist)
         sources, weights = resolve_sources(cfg)
         with StopRequest() as stop, RunLock(self.out_dir, rank=dist.rank):
             if dist.is_main:
@@ -74,7 +74,7 @@ class PreTrainer:
                 write_run_config(self.out_dir, cfg)
             tokenizer = obtain_tokenizer(cfg, sources, self.out_dir, dist)
             torch.manual_seed(cfg.seed)  # the same on every rank: every rank builds the same model
-            model = Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())))
+            model = start_model(cfg, tokenizer.get_vocab_size(), dist)
             batches = open_batches(sources, weights, tokenizer, seed=cfg.seed, rank=dist.rank,
                                    world_size=dist.world_size, doc_attention=cfg.doc_attention,
                                    num_workers=cfg.num_workers, packed=cfg.packing)
@@ -176,7 +176,8 @@ def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: P
     from syllabus.data.tokenizer import training_sample
 
     candidates = [cfg.tokenizer] if cfg.tokenizer else []
-    candidates += [out_dir / "tokenizer.json"] + [Path(s.path) / "tokenizer.json" for s in sources.values()]
+    candidates += [out_dir / "tokenizer.json"] + ([Path(cfg.init_from) / "tokenizer.json"] if cfg.init_from else [])
+    candidates += [Path(s.path) / "tokenizer.json" for s in sources.values()]
     for path in candidates:
         if Path(path).is_file():
             return load_tokenizer(path)
@@ -188,6 +189,42 @@ def obtain_tokenizer(cfg: PreTrainingConfig, sources: dict[str, str], out_dir: P
                        out_dir / "tokenizer.json")
     dist.barrier()
     return load_tokenizer(out_dir / "tokenizer.json")
+
+
+def local_init_from(cfg: PreTrainingConfig, dist: DistContext) -> PreTrainingConfig:
+    """``cfg`` with ``init_from`` a checked local folder (``hf:`` ids downloaded by the main rank first, the others
+    then read the cache); ``cfg`` itself without one. Raises ``ConfigError`` for an unsupported checkpoint, a
+    ``max_seq_length`` beyond its context or its sliding window."""
+    if cfg.init_from is None:
+        return cfg
+    from syllabus.hf.architectures import check_sliding_window
+    from syllabus.hf.folder import read_hf_config, resolve_hf_folder
+
+    folder = resolve_hf_folder(cfg.init_from, "init_from") if dist.is_main else None
+    dist.barrier()
+    folder = folder or resolve_hf_folder(cfg.init_from, "init_from")
+    shape = read_hf_config(folder, "init_from")
+    if cfg.max_seq_length > shape.max_position_embeddings:
+        raise ConfigError(f"max_seq_length: {cfg.max_seq_length} exceeds the checkpoint's max_position_embeddings "
+                          f"({shape.max_position_embeddings})")
+    check_sliding_window(shape, cfg.max_seq_length, "init_from")
+    return cfg.model_copy(update={"init_from": str(folder)})
+
+
+def start_model(cfg: PreTrainingConfig, tokenizer_size: int, dist: DistContext) -> Transformer:
+    """The model a run starts from (before any checkpoint is restored): the ``init_from`` checkpoint (under FSDP2
+    a meta model each rank fills with its own slices; under DDP read by the main rank only, see
+    ``hf/sharded.py``), else fresh weights of the configured shape with the tokenizer's size rounded up. Raises
+    ``ConfigError`` when the tokenizer has more ids than the checkpoint's embedding."""
+    if cfg.init_from is None:
+        return Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer_size)))
+    from syllabus.hf.sharded import start_from_hf
+
+    model = start_from_hf(cfg.init_from, sharded=dist.sharded, reads=dist.is_main)
+    if tokenizer_size > model.config.vocab_size:
+        raise ConfigError(f"tokenizer: {tokenizer_size} ids do not fit the checkpoint's {model.config.vocab_size} "
+                          f"embedding rows (use the checkpoint's own tokenizer, or a plan's special_tokens)")
+    return model
 
 
 def padded_vocab_size(n: int, multiple: int = 64) -> int:

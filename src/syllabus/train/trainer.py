@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
+from syllabus.hf.sharded import is_pending
 from syllabus.train import faults, peaks, recovery
 from syllabus.train.distributed import DistContext
 from syllabus.train.host_memory import keep_freed_memory
@@ -67,7 +68,7 @@ class Trainer:
         self.dist = dist or DistContext.single(config.device)
         if self.dist.device.type == "cpu":
             keep_freed_memory()
-        self.raw_model = model.to(self.dist.device)
+        self.raw_model = model if is_pending(model) else model.to(self.dist.device)  # a meta model: filled once sharded
         # mixed_precision resolved once (auto: by the hardware), the same on every rank; kept on resume
         self.precision = resolve_on_all_ranks(config.mixed_precision, self.dist.device, sharded=self.dist.sharded)
         self.model = self.dist.wrap(self.raw_model,
