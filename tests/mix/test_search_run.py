@@ -14,7 +14,7 @@ from syllabus.config.load import load_config
 from syllabus.config.plan import PlanConfig
 from tests.plan.conftest import make_plan, write_plan
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 K = 5
 
 
