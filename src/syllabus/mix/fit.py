@@ -9,10 +9,13 @@ and SciPy (its dependency) the bounded optimisation and Spearman's rank correlat
 
 - Cross-validated error: leave-one-out predictions (``cross_val_predict``), their RMSE and Spearman's rho
   against the observed objectives.
-- Recommended mixture: the minimum of the fitted surface over the bounded simplex, found by SLSQP from the
-  best of 4,000 sampled mixtures (the fit is a quadratic, so this is its global minimum in practice).
-- Uncertainty: the predicted objective's standard deviation over 200 bootstrap refits at that mixture,
-  combined with the leave-one-out RMSE (an honest floor on how far one prediction may be off).
+- Recommended mixture: RegMix's rule (section 3.3: simulate many mixtures, average the top-ranked ones), made
+  cautious: 4,000 mixtures are drawn like the proxies' (the same Dirichlet scheme, inside the bounds), ranked
+  by the prediction plus its bootstrap SD (200 refits on resampled proxies), and the best ``TOP`` are averaged.
+  A corner no proxy came near has a wide bootstrap spread, so the fit cannot recommend it on extrapolation
+  alone; the average of mixtures inside the bounded simplex is inside it (the set is convex).
+- Uncertainty: the bootstrap SD of the prediction at the recommended mixture, combined with the leave-one-out
+  RMSE (an honest floor on how far one prediction may be off).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
@@ -32,6 +34,8 @@ from syllabus.mix.space import MixSpace, sample_mixtures
 
 ALPHAS = np.logspace(-6, 2, 17)
 MIN_ROWS = 5
+CANDIDATES = 4_000
+TOP = 40  # mixtures averaged into the recommendation (1% of the candidates)
 
 
 @dataclass(frozen=True)
@@ -72,16 +76,19 @@ def fit_mixtures(space: MixSpace, weights: list[dict[str, float]], objective: li
     cv = cross_val_predict(_model(), X, y, cv=LeaveOneOut())
     rmse = float(np.sqrt(np.mean((cv - y) ** 2)))
     rho = spearman(cv, y)
-    best = _minimum(space, lambda rows: model.predict(rows), seed)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(bootstrap):
         idx = rng.integers(0, len(y), len(y))
         if len(set(idx)) >= MIN_ROWS:
-            boot.append(float(_model().fit(X[idx], y[idx]).predict(best[None])[0]))
-    spread = float(np.std(boot)) if boot else float("nan")
+            boot.append(_model().fit(X[idx], y[idx]))
+    candidates = sample_mixtures(space, CANDIDATES, seed + 1, include_plan=False)
+    rows = np.array([[m.weights[n] for n in space.names] for m in candidates])
+    spread = np.std([b.predict(rows) for b in boot], axis=0) if boot else np.zeros(len(rows))
+    best = rows[np.argsort(model.predict(rows) + spread)[:TOP]].mean(axis=0)
+    best_spread = float(np.std([b.predict(best[None])[0] for b in boot])) if boot else float("nan")
     return Fit(space, model, cv, rmse, rho, space.as_dict(best), float(model.predict(best[None])[0]),
-               float(math.hypot(spread, rmse)))
+               float(math.hypot(best_spread, rmse)))
 
 
 def spearman(a, b) -> float:
@@ -90,14 +97,3 @@ def spearman(a, b) -> float:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
-
-
-def _minimum(space: MixSpace, predict, seed: int) -> np.ndarray:
-    candidates = sample_mixtures(space, 4_000, seed + 1, include_plan=False)
-    rows = np.array([[m.weights[n] for n in space.names] for m in candidates])
-    start = rows[int(np.argmin(predict(rows)))]
-    result = minimize(lambda w: float(predict(w[None])[0]), start, method="SLSQP",
-                      bounds=list(zip(space.low, space.high)),
-                      constraints=[{"type": "eq", "fun": lambda w: float(w.sum() - 1)}])
-    found = space.project(result.x) if result.success else start
-    return found if predict(found[None])[0] <= predict(start[None])[0] else start
