@@ -158,7 +158,10 @@ def run_search(plan: PlanConfig, out: str | Path, settings: SearchSettings, *, e
     run_proxies(out, [m.name for m in mixtures], settings.stage, settings.parallel, settings.threads, echo)
     rows = collect_rows(out, mixtures, settings.stage, objective, space)
     fitted = [r for r in rows if r.kind != "holdout"]
-    fit = fit_mixtures(space, [r.weights for r in fitted], [r.objective for r in fitted], seed=settings.seed)
+    try:
+        fit = fit_mixtures(space, [r.weights for r in fitted], [r.objective for r in fitted], seed=settings.seed)
+    except ValueError as err:  # too few proxies measured the objective (a task or domain missing from results)
+        raise RunHalted(f"{err}; see the proxies' evals.jsonl under {out / 'proxies'}") from None
     held = [r for r in rows if r.kind == "holdout"]
     held_pred = [float(fit.predict([[r.weights[n] for n in space.names]])[0]) for r in held]
     summary = {"plan": plan.name, "stage": settings.stage, "mode": "branch" if settings.from_run else "proxy",
