@@ -11,9 +11,10 @@ import torch
 
 from syllabus.config.load import load_config
 from syllabus.config.plan import PlanConfig
-from tests.plan.conftest import make_plan, records, run_argv, write_plan
+from syllabus.plan.runner import run_plan
+from tests.plan.conftest import make_plan, records, write_plan
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def first_batch_loss(proxy: Path, real: Path) -> float:
@@ -26,7 +27,8 @@ def first_batch_loss(proxy: Path, real: Path) -> float:
     stage, previous = resolve_stages(plan, proxy, {})[1], resolve_stages(plan, real, {})[0]
     tokenizer, new_ids = stage_tokenizer(load_tokenizer(plan.tokenizer.path or real / "tokenizer.json"), stage)
     model = stage_model(stage, previous, tokenizer, new_ids, None)
-    batches = open_batches(stage.sources, stage.weights, tokenizer, seed=stage.config.seed, packed=True)
+    batches = open_batches(stage.sources, stage.weights, tokenizer, seed=stage.config.seed,
+                           doc_attention=stage.config.doc_attention, packed=stage.config.packing)
     phase = stage.phases[0]
     batch = batches.next_batch(phase.micro_batch_size, phase.seq_len)
     with torch.no_grad():
@@ -41,8 +43,7 @@ def test_branch_proxies_start_from_the_real_final_and_the_written_plan_continues
          "budget": {"steps": 12}, "lr": {"peak": 3e-3, "warmup": 3}}])
     plan_file = write_plan(tmp_path, plan)
     real = tmp_path / "run"
-    paused = subprocess.run(run_argv(plan_file, real, "--pause-after", "first"), capture_output=True, text=True)
-    assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr[-2000:]
+    assert run_plan(load_config(PlanConfig, plan_file), real, pause_after="first")["status"] == "paused"
     written = tmp_path / "continued.yaml"
     search = subprocess.run([sys.executable, "-m", "syllabus", "mix", "search", str(plan_file), "--stage", "second",
                              "--from-run", str(real), "--out", str(tmp_path / "search"), "-k", "5",
@@ -64,8 +65,7 @@ def test_branch_proxies_start_from_the_real_final_and_the_written_plan_continues
                for r in summary["rows"]}
     assert len(digests) == 1
     # the written plan continues the paused run: stage 'second' trains with the recommended mixture
-    continued = subprocess.run(run_argv(written, real), capture_output=True, text=True)
-    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert run_plan(load_config(PlanConfig, written), real)["status"] == "finished"
     rec = summary["recommended"]["weights"]
     mix = records(real, event="data", stage="second")[-1]["mix"]
     share = {"math": rec["math"], "code": rec["code"], "wiki": rec["replay"]}

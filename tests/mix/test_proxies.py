@@ -72,3 +72,19 @@ def test_objective_flags():
                          ("accuracy", "neither domain=weight")):
         with pytest.raises(ConfigError, match=message):
             parse_objective(bad, PLAN, 2)
+
+
+def test_bad_search_flags_are_one_line_with_exit_code_2(tmp_path, capsys):
+    import yaml
+
+    from syllabus.cli.main import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(PLAN.model_dump(by_alias=True), sort_keys=False))
+    for extra, message in ((["--stage", "nope"], "--stage: 'nope' is not a stage (found, reason, math)"),
+                           (["--stage", "math", "--bound", "math=0.5"], "--bound 'math=0.5': expected NAME=MIN:MAX"),
+                           (["--stage", "found", "--from-run", str(tmp_path)], "--from-run: stage 'found' is the first"),
+                           (["--stage", "math", "--parallel", "0"], "--parallel: must be at least 1")):
+        assert main(["mix", "search", str(plan), "--out", str(tmp_path / "s"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

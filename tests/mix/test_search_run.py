@@ -14,7 +14,7 @@ from syllabus.config.load import load_config
 from syllabus.config.plan import PlanConfig
 from tests.plan.conftest import make_plan, write_plan
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 K = 5
 
 
@@ -30,7 +30,7 @@ def plan_file(demo_corpus, demo_tokenizer, tmp_path_factory) -> Path:
 def search(plan_file: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "syllabus", "mix", "search", str(plan_file), "--stage", "mix", "--out", str(out),
             "-k", str(K), "--proxy-steps", "4", "--threads", "1", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900)
+    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=1800)
 
 
 def table(out: Path) -> list[tuple]:
