@@ -102,6 +102,8 @@ def main() -> None:
                                                        if k != "cv_predictions"},
         "full": table, "paired_differences_hand_minus_recommended": diffs,
         "gain_hand_minus_recommended": gain, "se_of_difference": diff_se, "beats_by_2se": gain > 2 * diff_se,
+        # the same seed gives both mixtures the same initial weights: the paired difference's SE removes that part
+        "paired_se": mean_se(diffs)[1], "beats_by_2_paired_se": gain > 2 * mean_se(diffs)[1],
         "holdout_spearman_proxy": summary["holdout"]["spearman"],
         "holdout_spearman_full": spearman([predicted[n] for n in held], [realized[f"{n}-s{SEEDS[0]}"] for n in held]),
         "holdout": {n: {"weights": held[n], "predicted": predicted[n],
