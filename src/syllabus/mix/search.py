@@ -206,7 +206,7 @@ def run_proxies(out: Path, names: list[str], stage: str, parallel: int, threads:
     if done:
         echo(f"{done} of {len(names)} proxies already finished; {len(pending)} to run")
     running, failed = {}, []
-    while pending or running:
+    while running or (pending and not failed):
         while pending and len(running) < parallel and not failed:
             name = pending.pop(0)
             running[name] = launch(out / "plans" / f"{name}.yaml", out / "proxies" / name, threads)
