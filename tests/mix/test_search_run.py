@@ -106,4 +106,4 @@ def test_a_search_killed_in_a_proxy_resumes_it_exactly(sequential, plan_file, tm
 def test_changed_settings_on_an_existing_search_are_one_line(sequential, plan_file):
     refused = search(plan_file, sequential, "--seed", "5")
     assert refused.returncode == 2
-    assert "this search folder was made with other settings (mixtures, settings differ)" in refused.stderr
+    assert "this search folder was made with other settings (mixtures, plans, settings differ)" in refused.stderr
