@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("syllabus.cli.run", "run a multi-stage plan (again: continue it)"),
     "status": ("syllabus.cli.status", "show how far a plan run has got"),
     "compare": ("syllabus.cli.compare", "compare plan runs side by side, aligned by tokens seen"),
+    "mix": ("syllabus.cli.mix", "search a stage's data mixture with short proxy runs"),
     "demo": ("syllabus.cli.demo", "build the demo corpus if needed and run plans/demo.yaml on the CPU"),
     "pretrain": ("syllabus.cli.pretrain", "train one stage from a config or flags"),
     "prepare": ("syllabus.cli.prepare", "clean and tokenize raw text into token shards"),

@@ -160,6 +160,8 @@ class StageConfig(_Strict):
     pause: bool = Field(False, description="stop cleanly after this stage's evaluation (run again to continue)")
     merge: MergeSpec | None = Field(None, description="checkpoint averaging at the stage's end")
     evaluation: StageEvaluation | None = Field(None, description="this stage's tasks/perplexity/every/limit")
+    mixture_from: str | None = Field(None, description="where the stage's mixture came from (set by `syllabus mix "
+                                                       "search --write`); shown in the report")
 
 
 class EvaluationSpec(_Strict):

@@ -165,7 +165,9 @@ def _mix_table(plan: PlanConfig, records: list[dict]) -> list[str]:
             since = row.get("realized_share_since_change", row["realized_share"])
             lines.append(f"| {stage.name} | {source} | {planned.get(source, 0.0):.3f} | {row['target_share']:.3f} | "
                          f"{row['realized_share']:.3f} | {since:.3f} | {row['tokens']:,} |")
-    return lines + [""]
+    chosen = [f"- Stage '{s.name}': its planned mixture is the one recommended by {s.mixture_from}."
+              for s in plan.stages if s.mixture_from and s.name in mixes]
+    return lines + ([""] + chosen if chosen else []) + [""]
 
 
 def _reweights(events: list[dict], records: list[dict]) -> list[str]:
