@@ -21,6 +21,7 @@ import torch
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.train import faults, recovery
 from syllabus.train.distributed import DistContext
+from syllabus.model.kernels import KernelChoice
 from syllabus.train.calibration import kernel_choice_on_all_ranks
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
@@ -133,6 +134,8 @@ class Trainer:
             shapes = [(p.micro_batch_size, p.seq_len) for p in self.phases]
             self.kernels = kernel_choice_on_all_ranks(self.raw_model.config, shapes, choice.chosen, self.dist.device)
             self.raw_model.use_kernels(self.kernels)
+        else:  # a model of another kind computes as it does
+            self.kernels = KernelChoice(source="not a syllabus Transformer: its own kernels")
 
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason
