@@ -150,3 +150,59 @@ def test_figures_taken_on_a_busy_machine_are_measured_again_once_it_is_quiet(cac
                           **injected({"sdpa": 2.0, "explicit": 1.0, "explicit-bf16": 3}, calls=calls))
     assert quiet.source == "measured" and quiet.attention == {attention_class("bf16", 64, 256): "explicit"}
     assert kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({})).source == "cached"
+
+
+def _losses(run_dir):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run_dir / "metrics.jsonl")) if "loss" in r}
+
+
+def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_says_otherwise(
+        monkeypatch, cache, code_corpus, code_tokenizer, tmp_path):
+    """Calibration picks sdpa; between the two halves of an interrupted run the cache is made to say explicit.
+    The resumed half keeps sdpa (checkpoint, run_config.yaml, the kernel actually run) and its losses equal those
+    of the same run resumed with the cache untouched, bit for bit; a checkpoint without kernels (older) takes
+    the cache's choice."""
+    import yaml
+
+    from syllabus import PreTrainer
+    from syllabus.model import transformer
+    from syllabus.train.trainer_checkpoints import TrainerCheckpoints
+    from tests.train.test_precision import EPYC_BF16, inject, tiny_config
+
+    inject(monkeypatch, native=True, measured=EPYC_BF16)
+    fake = injected({"sdpa": 1.0, "explicit": 2.0, "explicit-bf16": 3.0})
+    for name in ("time_attention", "time_loss", "attention_errors"):
+        monkeypatch.setattr(calibration, f"_{name}", fake[name])
+    calls = []
+    real = transformer._ExplicitAttention.apply
+    monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
+    key = attention_class("bf16", 16, 32)
+    reference = tmp_path / "reference"
+    for steps in (2, 4):  # (a shorter run has another LR schedule: the reference is resumed at step 2 too)
+        PreTrainer(tiny_config(code_corpus, code_tokenizer, reference, max_steps=steps, resume="auto")).train()
+    out = tmp_path / "interrupted"
+    PreTrainer(tiny_config(code_corpus, code_tokenizer, out, max_steps=2)).train()
+    older, with_kernels = tmp_path / "older", TrainerCheckpoints._trainer_state
+    monkeypatch.setattr(TrainerCheckpoints, "_trainer_state",
+                        lambda self: {k: v for k, v in with_kernels(self).items() if k != "kernels"})
+    PreTrainer(tiny_config(code_corpus, code_tokenizer, older, max_steps=2)).train()
+    monkeypatch.setattr(TrainerCheckpoints, "_trainer_state", with_kernels)
+    assert calls == [] and json.loads(cache.read_text())[peaks.machine_key("cpu")]["kernels"]["attention"][key] == "sdpa"
+
+    def cache_says(path):
+        data = json.loads(cache.read_text())
+        data[peaks.machine_key("cpu")]["kernels"]["attention"][key] = path
+        cache.write_text(json.dumps(data))
+
+    cache_says("explicit")
+    PreTrainer(tiny_config(code_corpus, code_tokenizer, out, max_steps=4, resume="auto")).train()
+    assert calls == []  # sdpa throughout, as the checkpoint says
+    assert _losses(out) == _losses(reference)
+    saved = torch.load(out / "checkpoints" / "step_4" / "trainer_state.pt", weights_only=True)
+    assert saved["kernels"]["attention"] == {key: "sdpa"}
+    written = yaml.safe_load((out / "run_config.yaml").read_text())["kernels"]
+    assert written["attention"] == {key: "sdpa"} and written["source"] == "kept from the checkpoint (cached)"
+    # an older checkpoint, without kernels: this machine's (cached) choice
+    assert calls == []
+    PreTrainer(tiny_config(code_corpus, code_tokenizer, older, max_steps=4, resume="auto")).train()
+    assert calls and yaml.safe_load((older / "run_config.yaml").read_text())["kernels"]["attention"] == {key: "explicit"}

@@ -17,9 +17,12 @@ Attention paths (``transformer.attend``):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+log = logging.getLogger("syllabus")
 
 ATTENTION_PATHS = ("sdpa", "explicit", "explicit-bf16")
 DEFAULT_EXPLICIT_MAX_KEYS = 1024  # the rule before calibration (measured on an AMD EPYC without AMX)
@@ -88,3 +91,18 @@ class KernelChoice:
 
 
 DEFAULT = KernelChoice()
+
+
+def kernels_on_resume(current: KernelChoice, saved: KernelChoice) -> KernelChoice:
+    """The kernels a resumed run continues with: the checkpoint's for every shape class it names, this
+    machine's (``current``) for the others (a precision or length the checkpoint never trained at). The paths
+    agree within bounds, not bit for bit, so a choice re-measured on resume would change the run's numbers;
+    this keeps an interrupted run equal to an uninterrupted one, as ``precision_on_resume`` does for precision."""
+    merged = {part: {**getattr(current, part), **getattr(saved, part)}
+              for part in ("attention", "loss_group", "seconds", "errors")}
+    kept = saved.source if saved.source.startswith("kept") else f"kept from the checkpoint ({saved.source})"
+    choice = KernelChoice(**merged, source=kept)
+    if (choice.attention, choice.loss_group) != (current.attention, current.loss_group):
+        log.info("kernels: kept from the checkpoint: %s (this machine would now pick %s)", choice.describe(),
+                 current.describe())
+    return choice
