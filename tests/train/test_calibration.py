@@ -139,17 +139,46 @@ def test_a_run_computes_with_the_calibrated_path_and_writes_it_to_the_run_folder
     assert load_config(PreTrainingConfig, tmp_path / "run_config.yaml") == config
 
 
-def test_figures_taken_on_a_busy_machine_are_measured_again_once_it_is_quiet(cache, monkeypatch):
+def test_busy_figures_are_measured_again_once_quiet_and_an_hour_old_and_only_once(cache, monkeypatch):
+    """Within the hour the first figures stand whatever the load (so the two runs of one test, and the suite
+    with its own fresh cache, always read the same choice); then a busy class is measured again once, quiet."""
+    clock = [1000.0]
+    monkeypatch.setattr(calibration, "_now", lambda: clock[0])
     monkeypatch.setattr(peaks, "_load", lambda: 100.0)  # busy
-    kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({"sdpa": 1.0, "explicit": 2.0, "explicit-bf16": 3}))
+    first = kernel_choice(config(), [(8, 256)], "bf16", "cpu",
+                          **injected({"sdpa": 1.0, "explicit": 2.0, "explicit-bf16": 3}))
+    key = attention_class("bf16", 64, 256)
+    assert first.attention == {key: "sdpa"}
     calls = []
-    busy = kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({}, calls=calls))
-    assert busy.source == "cached" and calls == []  # still busy: the figures stand
-    monkeypatch.setattr(peaks, "_load", lambda: 0.0)  # quiet now
+    monkeypatch.setattr(peaks, "_load", lambda: 0.0)  # quiet now, but the figures are younger than an hour
+    clock[0] += calibration.REMEASURE_AFTER_S - 1
+    young = kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({}, calls=calls))
+    assert young.source == "cached" and young.attention == {key: "sdpa"} and calls == []
+    clock[0] += 1
     quiet = kernel_choice(config(), [(8, 256)], "bf16", "cpu",
                           **injected({"sdpa": 2.0, "explicit": 1.0, "explicit-bf16": 3}, calls=calls))
-    assert quiet.source == "measured" and quiet.attention == {attention_class("bf16", 64, 256): "explicit"}
-    assert kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({})).source == "cached"
+    assert quiet.source == "measured" and quiet.attention == {key: "explicit"} and calls
+    clock[0] += 10 * calibration.REMEASURE_AFTER_S  # measured quiet: never again, busy or not
+    for load in (0.0, 100.0):
+        monkeypatch.setattr(peaks, "_load", lambda load=load: load)
+        again = kernel_choice(config(), [(8, 256)], "bf16", "cpu", **injected({}, calls=(calls := [])))
+        assert again.source == "cached" and again.attention == {key: "explicit"} and calls == []
+
+
+def test_a_cache_entry_of_the_older_format_is_measured_again_when_it_was_busy(cache, monkeypatch):
+    """Entries written before per-class ``taken`` held one ``load`` for all classes: busy then, quiet now, again;
+    a new class is stored beside the cached ones, which stay."""
+    key = attention_class("bf16", 64, 256)
+    other = attention_class("bf16", 64, 4096)
+    cache.write_text(json.dumps({peaks.machine_key("cpu"): {"kernels": {
+        "attention": {key: "sdpa", other: "sdpa"}, "loss_group": {loss_class("bf16", 128, 8192, 2048): 2**22},
+        "load": 100.0}}}))
+    monkeypatch.setattr(peaks, "_load", lambda: 0.0)
+    choice = kernel_choice(config(), [(8, 256)], "bf16", "cpu",
+                           **injected({"sdpa": 2.0, "explicit": 1.0, "explicit-bf16": 3}))
+    assert choice.source == "measured" and choice.attention == {key: "explicit"}
+    stored = json.loads(cache.read_text())[peaks.machine_key("cpu")]["kernels"]
+    assert stored["attention"] == {key: "explicit", other: "sdpa"} and stored["taken"][key]["load"] == 0.0
 
 
 def _losses(run_dir):
@@ -206,3 +235,12 @@ def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_say
     assert calls == []
     PreTrainer(tiny_config(code_corpus, code_tokenizer, older, max_steps=4, resume="auto")).train()
     assert calls and yaml.safe_load((older / "run_config.yaml").read_text())["kernels"]["attention"] == {key: "explicit"}
+
+
+def test_the_runs_a_test_starts_share_the_suites_own_cache():
+    """``tests/conftest.py`` sets the suite's cache before ``harness.ENV`` copies the environment (at import)."""
+    import os
+
+    from tests.faults.harness import ENV
+
+    assert ENV["SYLLABUS_CACHE_DIR"] == os.environ["SYLLABUS_CACHE_DIR"] == str(peaks.cache_file().parent)

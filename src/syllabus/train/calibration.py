@@ -14,11 +14,15 @@ implementation trains with. bf16 scores pass only where they are that exact; the
 accumulation of dk and dv over query blocks fails it at long sequences.
 
 The figures are cached in ``peaks.json`` under the same machine key as the matmul peaks
-(``peaks.machine_key``: device model, cores, threads, torch version), entry ``kernels``, with the load average
-they were taken at: like the peaks, figures taken on a busy machine are measured again once it is quiet (a
-busy machine penalises the explicit path's many small parallel regions most: at load 12 on 2 cores it ran
-5x slower than the flash kernel, against 0.7x quiet). On CUDA nothing is measured: attention is SDPA and the
-loss keeps its default group.
+(``peaks.machine_key``: device model, cores, threads, torch version), entry ``kernels``, each class with when
+and at what load average it was measured (``taken``). A busy machine penalises the explicit path's many small
+parallel regions most (at load 12 on 2 cores it ran 5x slower than the flash kernel, against 0.7x quiet), so
+a class measured busy is measured again, but only once the machine is quiet *and* the figures are at least
+``REMEASURE_AFTER_S`` (an hour) old; a class measured quiet is never measured again. Each class thus changes at
+most once, and never between two runs close in time: the runs of one test read the same choice (the suite's
+cache folder is created empty by ``tests/conftest.py`` and lives for the suite's ~13 minutes). A resumed run
+keeps the choice of every class its checkpoint names (``kernels.kernels_on_resume``), whatever the cache says
+now. On CUDA nothing is measured: attention is SDPA and the loss keeps its default group.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ ACCURACY_BOUND = 1.1  # relative error at most 10% above the flash kernel's
 ERROR_FLOOR = 1e-6  # fp32 paths agree to ~1e-7: below this a ratio is rounding noise
 REPEATS = 3
 LOSS_GROUP_CANDIDATES = (2**22, 2**23, 2**24, 2**25, 2**26)  # logits elements per group
+REMEASURE_AFTER_S = 3600  # busy figures stand for an hour at least (see the module's docstring)
+_now = time.time  # Unix seconds (tests move it)
+PARTS = ("attention", "loss_group", "seconds", "errors", "taken")
 ERROR_HEADS = 4  # heads of batch row 0 the error check runs on (errors are statistics; this is plenty)
 
 
@@ -57,39 +64,54 @@ def kernel_choice(model_config, shapes: list[tuple[int, int]], precision: str, d
     time_loss = time_loss or _time_loss
     dtype = peaks.DTYPES[precision]
     cached = peaks.cached_entry(device_type).get("kernels", {})
-    if peaks.busy(cached.get("load", 0.0)) and not peaks.busy_now():
-        cached = {}  # measured while other processes held the cores, and the machine is quiet now: again
-    known = {part: dict(cached.get(part, {})) for part in ("attention", "loss_group", "seconds", "errors")}
+    known = {part: dict(cached.get(part, {})) for part in PARTS}
+    fresh = {}  # the parts of each class measured now
     c = model_config
-    attention, loss_group, measured = {}, {}, False
+    attention, loss_group = {}, {}
     for batch, seq in sorted(set(shapes)):
         a_class = attention_class(precision, c.head_dim, seq)
-        if a_class not in known["attention"]:
+        if a_class not in known["attention"] or _stale(known, a_class, cached.get("load", 0.0)):
             candidates = [p for p in ATTENTION_PATHS if dtype != torch.float32 or p != "explicit-bf16"]
             args = (c.num_attention_heads, c.kv_heads, seq, c.head_dim, dtype)
             errors = {p: attention_errors(p, *args) for p in candidates}
             seconds = _alternating({p: (lambda p=p: time_attention(p, batch, *args)) for p in candidates})
-            known["attention"][a_class] = choose_attention(seconds, errors)
-            known["seconds"][a_class], known["errors"][a_class] = seconds, {p: max(e) for p, e in errors.items()}
-            measured = True
-        attention[a_class] = known["attention"][a_class]
+            fresh[a_class] = {"attention": choose_attention(seconds, errors), "seconds": seconds,
+                              "errors": {p: max(e) for p, e in errors.items()}, "taken": _taken()}
         l_class = loss_class(precision, c.hidden_size, c.vocab_size, batch * seq)
-        if l_class not in known["loss_group"]:
+        if l_class not in known["loss_group"] or _stale(known, l_class, cached.get("load", 0.0)):
             candidates = loss_group_candidates(batch * seq, c.vocab_size)
             seconds = _alternating({n: (lambda n=n: time_loss(n, batch * seq, c.hidden_size, c.vocab_size, dtype))
                                     for n in candidates})
-            known["loss_group"][l_class] = choose_loss_group(seconds)
-            known["seconds"][l_class] = {str(n): s for n, s in seconds.items()}
-            measured = True
-        loss_group[l_class] = known["loss_group"][l_class]
-    if measured:
-        peaks.store_entry(device_type, {"kernels": {**known, "load": peaks.load_average()}})
+            fresh[l_class] = {"loss_group": choose_loss_group(seconds), "taken": _taken(),
+                              "seconds": {str(n): s for n, s in seconds.items()}}
+        for cls, parts in fresh.items():
+            for part, value in parts.items():
+                known[part][cls] = value
+        attention[a_class], loss_group[l_class] = known["attention"][a_class], known["loss_group"][l_class]
+    measured = bool(fresh)
+    if measured:  # merged into the file as it is now: classes another process stored meanwhile are kept
+        now = peaks.cached_entry(device_type).get("kernels", {})
+        merged = {part: {**now.get(part, {}), **{cls: p[part] for cls, p in fresh.items() if part in p}}
+                  for part in PARTS}
+        peaks.store_entry(device_type, {"kernels": {**merged, "load": now.get("load", cached.get("load", 0.0))}})
     classes = set(attention) | set(loss_group)
     choice = KernelChoice(attention, loss_group, "measured" if measured else "cached",
                           {k: v for k, v in known["seconds"].items() if k in classes},
                           {k: v for k, v in known["errors"].items() if k in classes})
     log.debug("kernels: %s", choice.describe())
     return choice
+
+
+def _taken() -> dict:
+    """When (Unix seconds) and at what 1-minute load average a class was measured."""
+    return {"load": peaks.load_average(), "at": _now()}
+
+
+def _stale(known: dict, cls: str, entry_load: float) -> bool:
+    """Whether ``cls``'s figures are measured again: taken on a busy machine, ``REMEASURE_AFTER_S`` ago or
+    more, and the machine is quiet now (a class cached before ``taken`` existed: at the entry's ``load``)."""
+    taken = known["taken"].get(cls, {"load": entry_load, "at": 0.0})
+    return peaks.busy(taken["load"]) and _now() - taken["at"] >= REMEASURE_AFTER_S and not peaks.busy_now()
 
 
 def choose_attention(seconds: dict[str, float], errors: dict[str, list[float]]) -> str:
