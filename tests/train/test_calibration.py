@@ -216,7 +216,8 @@ def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_say
                         lambda self: {k: v for k, v in with_kernels(self).items() if k != "kernels"})
     PreTrainer(tiny_config(code_corpus, code_tokenizer, older, max_steps=2)).train()
     monkeypatch.setattr(TrainerCheckpoints, "_trainer_state", with_kernels)
-    assert calls == [] and json.loads(cache.read_text())[peaks.machine_key("cpu")]["kernels"]["attention"][key] == "sdpa"
+    assert calls == []
+    assert json.loads(cache.read_text())[peaks.machine_key("cpu")]["kernels"]["attention"][key] == "sdpa"
 
     def cache_says(path):
         data = json.loads(cache.read_text())
@@ -234,7 +235,8 @@ def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_say
     # an older checkpoint, without kernels: this machine's (cached) choice
     assert calls == []
     PreTrainer(tiny_config(code_corpus, code_tokenizer, older, max_steps=4, resume="auto")).train()
-    assert calls and yaml.safe_load((older / "run_config.yaml").read_text())["kernels"]["attention"] == {key: "explicit"}
+    assert calls
+    assert yaml.safe_load((older / "run_config.yaml").read_text())["kernels"]["attention"] == {key: "explicit"}
 
 
 def test_the_runs_a_test_starts_share_the_suites_own_cache():
