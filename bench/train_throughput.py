@@ -172,6 +172,7 @@ def syllabus_runner(shape: str, dtype: str, mode: str, shards, tokenizer, out_di
                                lr_schedule="cosine" if warmup else "constant", weight_decay=weight_decay)
     batches = open_train_batches(shards, tokenizer, model_cfg["vocab_size"], seed)
     trainer = Trainer(config, model, tokenizer, batches, out_dir=out_dir, metrics=_NullMetrics())
+    print(f"  kernels {shape}/{dtype}: {trainer.kernels.describe()}", flush=True)  # train/calibration.py
     phase = Phase(0, seq_len, mb, 1)
 
     def step():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,17 +19,22 @@ TINY_FLAGS = ["--set", "model.hidden_size=64", "--set", "model.num_hidden_layers
               "--set", "model.num_attention_heads=2", "--set", "model.intermediate_size=192"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def fresh_peak_cache(tmp_path_factory):
-    """Matmul peaks are cached per machine (``train/peaks.py``): the suite measures into its own empty cache
-    folder, never reading (or writing) one a previous run left in the user's cache."""
-    previous = os.environ.get("SYLLABUS_CACHE_DIR")
-    os.environ["SYLLABUS_CACHE_DIR"] = str(tmp_path_factory.mktemp("syllabus-cache"))
-    yield
-    if previous is None:
+# Matmul peaks and kernel choices are cached per machine (``train/peaks.py``, ``train/calibration.py``): the
+# suite measures into its own empty cache folder, never reading (or writing) one a previous run left in the
+# user's cache. Set on import of this file, before any other conftest, so environments copied at import
+# (``tests/faults/harness.ENV``) hand it to the runs they start too. The folder is no older than the suite, so
+# no figure in it is ever old enough to be measured again (``calibration.REMEASURE_AFTER_S``): every run of a
+# test reads the same choice.
+_previous_cache = os.environ.get("SYLLABUS_CACHE_DIR")
+os.environ["SYLLABUS_CACHE_DIR"] = tempfile.mkdtemp(prefix="syllabus-cache-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.get("SYLLABUS_CACHE_DIR", ""), ignore_errors=True)
+    if _previous_cache is None:
         os.environ.pop("SYLLABUS_CACHE_DIR", None)
     else:
-        os.environ["SYLLABUS_CACHE_DIR"] = previous
+        os.environ["SYLLABUS_CACHE_DIR"] = _previous_cache
 
 
 def stdlib_documents(limit_bytes: int) -> list[str]:

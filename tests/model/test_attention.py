@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from syllabus.model import transformer
+from syllabus.model import kernels, transformer
 from syllabus.model.transformer import attend, attention_mask, explicit_attention
 
 
@@ -49,7 +49,8 @@ def test_explicit_attention_matches_sdpa_values_and_gradients(case, dtype, tol, 
         torch.testing.assert_close(ours.float(), ref.float(), atol=tol, rtol=tol)
 
 
-def test_explicit_path_is_taken_for_bf16_on_cpu_and_sdpa_for_fp32_and_beyond_the_key_limit(monkeypatch):
+def test_without_a_calibration_explicit_is_taken_for_bf16_on_cpu_and_sdpa_for_fp32_and_beyond_the_key_limit(
+        monkeypatch):
     calls = []
     real = transformer._ExplicitAttention.apply
     monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
@@ -58,7 +59,7 @@ def test_explicit_path_is_taken_for_bf16_on_cpu_and_sdpa_for_fp32_and_beyond_the
     assert calls == [1]
     attend(*inputs(1, 2, 2, 8, 8, torch.float32), None)
     assert calls == [1]
-    monkeypatch.setattr(transformer, "EXPLICIT_MAX_KEYS", 4)
+    monkeypatch.setattr(kernels, "DEFAULT_EXPLICIT_MAX_KEYS", 4)
     torch.testing.assert_close(attend(q, k, v, None), sdpa(q, k, v, None))
     assert calls == [1]
 

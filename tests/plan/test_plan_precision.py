@@ -33,5 +33,9 @@ def test_each_stage_precision_is_in_run_state(monkeypatch, demo_corpus, demo_tok
                 "peaks": EPYC_BF16},
         "two": {"requested": "auto", "chosen": "fp32", "reason": "no native bf16 matmul on this CPU",
                 "peaks": XEON_NO_BF16}}
+    # and the kernels each stage computed with, measured for its precision on this machine (train/calibration.py)
+    assert set(state["kernels"]) == {"one", "two"}
+    assert list(state["kernels"]["one"]["attention"]) == ["attention|bf16|d32|s64"]  # head 32, seq 32
+    assert list(state["kernels"]["two"]["attention"]) == ["attention|fp32|d32|s64"]
     events = {r["stage"]: r["chosen"] for r in records(tmp_path, event="precision")}
     assert events == {"one": "bf16", "two": "fp32"}  # the same choice the metrics recorded

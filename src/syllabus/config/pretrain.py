@@ -146,11 +146,13 @@ class PreTrainingConfig(BaseModel):
     def _without_resolved_precision(cls, data):
         """A run folder's ``run_config.yaml`` reads back as a config: the ``precision`` block a run writes into
         it (what ``mixed_precision`` resolved to: a mapping with ``requested`` and ``chosen``) is a record of
-        that run, not a setting, and is dropped here. Anything else named ``precision`` is still refused."""
-        record = data.get("precision") if isinstance(data, dict) else None
-        if isinstance(record, dict) and {"requested", "chosen"} <= set(record):
-            return {k: v for k, v in data.items() if k != "precision"}
-        return data
+        that run, not a setting, and is dropped here, as is the ``kernels`` block (a mapping with ``attention`` and
+        ``loss_group``). Anything else named ``precision`` or ``kernels`` is still refused."""
+        if not isinstance(data, dict):
+            return data
+        records = {"precision": {"requested", "chosen"}, "kernels": {"attention", "loss_group"}}
+        return {k: v for k, v in data.items()
+                if not (k in records and isinstance(v, dict) and records[k] <= set(v))}
 
     @model_validator(mode="after")
     def _consistent(self) -> "PreTrainingConfig":

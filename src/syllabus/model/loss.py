@@ -10,20 +10,22 @@ import torch
 from torch import Tensor
 
 
-def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
+def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, group_elements: int | None = None) -> Tensor:
     """Mean cross-entropy of ``x @ weight.T`` over labels != -100, without materialising fp32 logits.
 
     ``x``: [tokens, hidden], ``weight``: [vocab, hidden], ``labels``: int64 [tokens] (-100 = not counted).
     Returns a float32 scalar. The same value and gradients as ``F.cross_entropy(lm_head(x).float(), labels)``
     (matmuls in the autocast dtype, softmax in fp32). When gradients are needed they are computed in the
     forward pass, so backward is two multiplications by a scalar. Memory: one [rows, vocab] buffer in the
-    matmul dtype (``LOSS_GROUP_ELEMENTS``) and one fp32 softmax chunk (``LOSS_CHUNK_ELEMENTS``).
+    matmul dtype (``group_elements`` logits, rounded to whole chunks; default ``LOSS_GROUP_ELEMENTS``, the
+    trainer's is measured per machine: ``train/calibration.py``) and one fp32 softmax chunk
+    (``LOSS_CHUNK_ELEMENTS``). The group size changes only how the work is split, not the result.
     """
     device = x.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
     x, weight = x.to(dtype), weight.to(dtype)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad)
+    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad, group_elements or LOSS_GROUP_ELEMENTS)
 
 
 LOSS_CHUNK_ELEMENTS = 2**22  # fp32 softmax per chunk of rows (16 MB)
@@ -41,13 +43,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
     compiles as one graph."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, needs_grad: bool, group_elements: int) -> Tensor:
         valid = labels != -100
         count = valid.sum().clamp(min=1).float()
         keep = valid[:, None].to(x.dtype)  # 1 for rows with a label, 0 for padding
         targets = labels.clamp(min=0)[:, None]
         rows = max(256, LOSS_CHUNK_ELEMENTS // weight.shape[0])
-        group = max(rows, LOSS_GROUP_ELEMENTS // weight.shape[0] // rows * rows)
+        group = max(rows, group_elements // weight.shape[0] // rows * rows)
         loss = torch.zeros((), device=x.device)
         starts = range(0, x.shape[0], group)
         dx = torch.empty_like(x) if needs_grad else None
@@ -58,7 +60,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits = xg @ weight.T
                 for i in range(0, xg.shape[0], rows):
                     chunk, tc, kc = logits[i:i + rows], targets[g + i:g + i + rows], kg[i:i + rows]
-                    p = torch.softmax(chunk.float(), dim=-1)
+                    p = torch.softmax(chunk, dim=-1, dtype=torch.float32)  # the cast inside the kernel: no fp32 copy first
                     lse = chunk.amax(dim=-1, keepdim=True).float() - torch.log(p.amax(dim=-1, keepdim=True))
                     loss += ((lse - chunk.gather(1, tc).float()) * kc).sum()
                     if needs_grad:  # d loss / d logits = (p - onehot) / count on rows with a label
@@ -74,4 +76,4 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor):
         dx, dw, count = ctx.saved_tensors
         scale = grad_loss / count
-        return (dx * scale).to(dx.dtype), (dw * scale).to(dx.dtype), None, None
+        return (dx * scale).to(dx.dtype), (dw * scale).to(dx.dtype), None, None, None

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from syllabus.config.model import ModelConfig, RopeScaling
 from syllabus.model.fused import fused_rms_norm, fused_swiglu, rms_norm, swiglu
+from syllabus.model.kernels import DEFAULT, KernelChoice
 from syllabus.model.loss import linear_cross_entropy
 from syllabus.model.rope_scaling import scaled_inv_freq
 
@@ -120,6 +121,7 @@ class Attention(nn.Module):
         if config.qk_norm:  # Qwen3: each head's queries and keys normalised before RoPE
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.kernels: KernelChoice = DEFAULT  # Transformer.use_kernels
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:
@@ -139,38 +141,39 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        y = attend(q, k, v, mask)
+        y = attend(q, k, v, mask, self.kernels.attention_path(q.device.type, q.dtype, self.head_dim, k.shape[2]))
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, path: str | None = None) -> Tensor:
     """softmax(q·kᵀ/√d, masked)·v for q [B, heads, T, d] and k, v [B, kv_heads, S, d].
 
     ``mask`` is None for plain causal attention (queries at the last T of S positions), else boolean
-    [B|1, 1, T, S] and never wider than causal. In bf16/fp16 on the CPU, up to ``EXPLICIT_MAX_KEYS`` keys,
-    this is ``explicit_attention``: measured 1.5x the CPU flash kernel's speed at sequence 256, 1.9x at 512 and
-    1.0-1.2x at 1024 (docs/performance.md). Elsewhere it is ``scaled_dot_product_attention``: CUDA's flash kernels,
-    fp32 on the CPU (where the two are at parity and SDPA keeps no probabilities), and long sequences.
+    [B|1, 1, T, S] and never wider than causal. ``path`` (``model/kernels.py``): ``explicit`` (fp32 scores) or
+    ``explicit-bf16`` (scores in the input dtype) is ``explicit_attention``, ``sdpa`` is
+    ``scaled_dot_product_attention``; None takes ``KernelChoice``'s default rule (explicit in bf16/fp16 on the
+    CPU up to 1,024 keys). The trainer's choice is measured per machine and shape class
+    (``train/calibration.py``): the two differ by up to 1.5x either way depending on the CPU and the length.
     """
-    S = k.shape[2]
-    if q.device.type == "cpu" and q.dtype != torch.float32 and S <= EXPLICIT_MAX_KEYS:
-        return explicit_attention(q, k, v, mask)
+    if path is None:
+        path = DEFAULT.attention_path(q.device.type, q.dtype, q.shape[-1], k.shape[2])
+    if path != "sdpa":
+        return explicit_attention(q, k, v, mask, bf16_scores=path == "explicit-bf16")
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and q.shape[2] > 1,
                                           enable_gqa=k.shape[1] != q.shape[1])
 
 
-EXPLICIT_MAX_KEYS = 1024  # its saved probabilities grow with T·S; beyond this SDPA's flash kernel wins anyway
-
-
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """``attend`` as batched matmuls and a softmax (``_ExplicitAttention``)."""
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bf16_scores: bool = False) -> Tensor:
+    """``attend`` as batched matmuls and a softmax (``_ExplicitAttention``); ``bf16_scores``: scores, softmax and
+    its gradient in q's dtype instead of fp32."""
     T, S = q.shape[2], k.shape[2]
     if k.shape[1] != q.shape[1]:  # grouped-query: each kv head serves heads/kv_heads query heads
         rep = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
     if mask is None:
         mask = _causal(T, S, q.device)
-    bias = torch.zeros(mask.shape, device=q.device).masked_fill_(~mask, float("-inf"))
+    scores_dtype = q.dtype if bf16_scores else torch.float32
+    bias = torch.zeros(mask.shape, device=q.device, dtype=scores_dtype).masked_fill_(~mask, float("-inf"))
     with torch.autocast(q.device.type, enabled=False):  # q, k, v are already in the compute dtype
         return _ExplicitAttention.apply(q, k, v, bias)
 
@@ -183,9 +186,9 @@ def _causal(T: int, S: int, device) -> Tensor:
 class _ExplicitAttention(torch.autograd.Function):
     """Attention as bmm → softmax → bmm, keeping the probabilities for backward.
 
-    Precision as in flash attention: scores, softmax and the gradient's ``dp - rowsum(p·dp)`` in fp32; the
-    probabilities and score gradients in the input dtype for the matmuls with v, k and q. (All in bf16 it
-    ran ~1.5x faster; it is not used until a loss comparison with enough seeds clears it: docs/performance.md.)
+    Precision as in flash attention: scores, softmax and the gradient's ``dp - rowsum(p·dp)`` in fp32 (the
+    dtype of ``bias``); the probabilities and score gradients in the input dtype for the matmuls with v, k and
+    q. A bias in the input dtype keeps the scores there too (``explicit-bf16``).
     Queries go in blocks of ``QUERY_BLOCK``; a block reads only the keys up to its last query (the mask is
     at most causal), so at sequence 256 (blocks of 64) 3/8 of the score matrix is never computed.
     """
@@ -196,7 +199,7 @@ class _ExplicitAttention(torch.autograd.Function):
         S = k.shape[2]
         scale = D ** -0.5
         q3, k3, v3 = q.reshape(B * H, T, D), k.reshape(B * H, S, D), v.reshape(B * H, S, D)
-        q32, k32 = q3.float(), k3.float()
+        q32, k32 = q3.to(bias.dtype), k3.to(bias.dtype)
         blocks, probs, outs = _query_blocks(T, S), [], []
         for i0, i1, end in blocks:
             if bias.shape[0] == 1:  # one mask for the batch: added inside the matmul
@@ -208,19 +211,20 @@ class _ExplicitAttention(torch.autograd.Function):
             outs.append(torch.bmm(p, v3[:, :end]))
             probs.append(p)
         ctx.save_for_backward(q3, k3, v3, *probs)
-        ctx.scale, ctx.blocks = scale, blocks
+        ctx.scale, ctx.blocks, ctx.scores_dtype = scale, blocks, bias.dtype
         return torch.cat(outs, dim=1).view(B, H, T, D)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         q3, k3, v3, *probs = ctx.saved_tensors
         g3 = grad_out.reshape(q3.shape)
-        g32, v32 = g3.float(), v3.float()
+        sd = ctx.scores_dtype
+        g32, v32 = g3.to(sd), v3.to(sd)
         dqs, dk, dv = [], torch.zeros_like(k3), torch.zeros_like(v3)
         for (i0, i1, end), p in zip(ctx.blocks, probs):
             dv[:, :end].baddbmm_(p.transpose(1, 2), g3[:, i0:i1])
             dp = torch.bmm(g32[:, i0:i1], v32[:, :end].transpose(1, 2))
-            dscores = torch._softmax_backward_data(dp, p.float(), -1, torch.float32).to(p.dtype)
+            dscores = torch._softmax_backward_data(dp, p.to(sd), -1, sd).to(p.dtype)
             dqs.append(torch.bmm(dscores, k3[:, :end]).mul_(ctx.scale))
             dk[:, :end].baddbmm_(dscores.transpose(1, 2), q3[:, i0:i1], alpha=ctx.scale)
         B, H = grad_out.shape[:2]
@@ -287,6 +291,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.gradient_checkpointing = False
+        self.kernels: KernelChoice = DEFAULT  # use_kernels
         self.model = Decoder(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
@@ -345,7 +350,18 @@ class Transformer(nn.Module):
         x = self.model.norm(x)
         if labels is None:
             return self.lm_head(x)
-        return linear_cross_entropy(x.reshape(B * T, -1), self.lm_head.weight, labels.reshape(-1))
+        group = self.kernels.loss_group_elements(x.dtype if not torch.is_autocast_enabled(x.device.type) else
+                                                 torch.get_autocast_dtype(x.device.type), x.shape[-1],
+                                                 self.lm_head.weight.shape[0], B * T)
+        return linear_cross_entropy(x.reshape(B * T, -1), self.lm_head.weight, labels.reshape(-1), group)
+
+    def use_kernels(self, choice: KernelChoice) -> None:
+        """Compute attention and the loss with the kernels ``choice`` names per shape class (``model/kernels.py``;
+        the trainer's comes from ``train/calibration.py``)."""
+        self.kernels = choice
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.kernels = choice
 
     def use_fused_kernels(self, enabled: bool = True) -> None:
         """Train with RMSNorm and SwiGLU compiled into fused kernels (``model/fused.py``); eval stays eager."""

@@ -32,6 +32,9 @@ class RunState:
     # stage name -> the precision it trains in, as its trainer resolved it (``PrecisionChoice.to_dict()``:
     # requested, chosen, reason, matmul peaks in FLOP/s); rewritten each time the stage (re)starts
     precision: dict[str, dict] = field(default_factory=dict)
+    # stage name -> the kernels it computes with (``KernelChoice.to_dict()``: attention path and loss group per
+    # shape class, measured per machine by ``train/calibration.py``, with the timings they were chosen by)
+    kernels: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunState":

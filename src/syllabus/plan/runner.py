@@ -174,6 +174,7 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
     elif stage.optimizer == "continue" and previous is not None:
         carry_optimizer(trainer, previous)
     run.state.precision[stage.name] = trainer.precision.to_dict()  # as resolved (on resume: as kept)
+    run.state.kernels[stage.name] = trainer.kernels.to_dict()
     _save_state(run.state, run.run_dir, dist)
     log.info("stage %d/%d '%s': %d steps", stage.index + 1, n_stages, stage.name, config.max_steps)
     if resume_from is None:

@@ -125,6 +125,31 @@ def remeasure(name: str, device: str, measure=calibrate) -> float:
     return new
 
 
+def cached_entry(device: str) -> dict:
+    """Everything the cache holds for this machine (``machine_key``): peaks per precision, ``load``, and what
+    ``calibration`` keeps under ``kernels``; ``{}`` when nothing is cached."""
+    return _read(cache_file()).get(machine_key(device), {})
+
+
+def store_entry(device: str, values: dict) -> None:
+    """Merge ``values`` into this machine's cache entry (top-level keys replace); never raises."""
+    _store(cache_file(), machine_key(device), values)
+
+
+def busy_now() -> bool:
+    """Whether the machine is busy now (1-minute load average >= ``BUSY`` per core)."""
+    return _busy(_load())
+
+
+def busy(load: float) -> bool:
+    """Whether a figure taken at 1-minute load average ``load`` was taken on a busy machine."""
+    return _busy(load)
+
+
+def load_average() -> float:
+    return _load()
+
+
 def _load() -> float:
     """The 1-minute load average (0 where the OS has none)."""
     try:

@@ -19,6 +19,7 @@ from syllabus.config.source import SourceSpec
 from syllabus.model import Transformer
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
+from syllabus.model.kernels import KernelChoice
 from syllabus.train.precision import PrecisionChoice
 from syllabus.train.run_lock import RunLock
 from syllabus.train.stops import StopRequest
@@ -94,7 +95,7 @@ class PreTrainer:
                 except ckpt.CheckpointError as err:  # refused (e.g. holds code): nothing was run, say so plainly
                     raise ConfigError(f"resume: {err}") from None
             if dist.is_main:
-                write_run_config(self.out_dir, cfg, trainer.precision)  # as resolved (and kept, on resume)
+                write_run_config(self.out_dir, cfg, trainer.precision, trainer.kernels)  # as resolved (and kept)
                 log.info("model: %.2fM parameters; %d tokens per step; %d rank(s), %s; run folder %s",
                          model.num_parameters() / 1e6, cfg.tokens_per_step * dist.world_size, dist.world_size,
                          dist.strategy, self.out_dir)
@@ -116,15 +117,19 @@ def check_data(cfg: PreTrainingConfig) -> None:
         raise ConfigError(problems)
 
 
-def write_run_config(out_dir: Path, cfg: PreTrainingConfig, precision: PrecisionChoice | None = None) -> None:
+def write_run_config(out_dir: Path, cfg: PreTrainingConfig, precision: PrecisionChoice | None = None,
+                     kernels: KernelChoice | None = None) -> None:
     """Write ``out_dir/run_config.yaml``: every field of ``cfg`` as given (``mixed_precision: auto`` stays
     ``auto``), then, once the trainer has resolved it, a ``precision`` block: ``requested``, ``chosen`` (fp32,
     bf16, fp16), ``reason`` and ``peaks`` (the measured matmul peaks, FLOP/s), as in a checkpoint's
-    ``run_config.json``. The file still reads back as ``--config``: the config drops that block (see
-    ``PreTrainingConfig``). Replaces the file; the caller is the main rank."""
+    ``run_config.json``, and a ``kernels`` block (``KernelChoice.to_dict()``: the attention path and loss group
+    measured fastest on this machine). The file still reads back as ``--config``: the config drops both blocks
+    (see ``PreTrainingConfig``). Replaces the file; the caller is the main rank."""
     data = cfg.model_dump()
     if precision is not None:
         data["precision"] = precision.to_dict()
+    if kernels is not None:
+        data["kernels"] = kernels.to_dict()
     (out_dir / "run_config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -22,6 +22,8 @@ from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.hf.sharded import is_pending
 from syllabus.train import faults, peaks, recovery
 from syllabus.train.distributed import DistContext
+from syllabus.model.kernels import KernelChoice
+from syllabus.train.calibration import kernel_choice_on_all_ranks
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
@@ -124,11 +126,18 @@ class Trainer:
         self.checkpoints.wait()
 
     def use_precision(self, choice: PrecisionChoice) -> None:
-        """Compute in ``choice.chosen`` from now on: the autocast dtype, and a fresh ``GradScaler`` for fp16
-        (None otherwise)."""
+        """Compute in ``choice.chosen`` from now on: the autocast dtype, a fresh ``GradScaler`` for fp16 (None
+        otherwise), and the kernels measured fastest for it on this machine at the phases' shapes
+        (``self.kernels``, ``train/calibration.py``; cached per machine)."""
         self.precision = choice
         self.amp_dtype = DTYPES[choice.chosen]
         self.scaler = torch.amp.GradScaler(self.dist.device.type) if choice.chosen == "fp16" else None
+        if hasattr(self.raw_model, "use_kernels"):
+            shapes = [(p.micro_batch_size, p.seq_len) for p in self.phases]
+            self.kernels = kernel_choice_on_all_ranks(self.raw_model.config, shapes, choice.chosen, self.dist.device)
+            self.raw_model.use_kernels(self.kernels)
+        else:  # a model of another kind computes as it does
+            self.kernels = KernelChoice(source="not a syllabus Transformer: its own kernels")
 
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason

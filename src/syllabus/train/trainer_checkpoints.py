@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from syllabus.model.kernels import KernelChoice, kernels_on_resume
 from syllabus.train import checkpoint as ckpt
 from syllabus.train import recovery, sharded_checkpoint
 from syllabus.train.background_save import BackgroundSave, host_copy
@@ -31,8 +32,8 @@ class TrainerCheckpoints:
 
     A checkpoint holds the weights, the optimizer's moments, ``trainer_state.pt`` (step, tokens seen, scaler,
     non-finite counts, best validation loss, LR multiplier, rollbacks, last evaluation, CPU/CUDA RNG, data
-    position, ``extra_state()``, precision), and ``model_config.json``, ``run_config.json`` (the config, the
-    stage and the resolved precision) and ``tokenizer.json``."""
+    position, ``extra_state()``, precision, kernels), and ``model_config.json``, ``run_config.json`` (the
+    config, the stage, the resolved precision and the kernels) and ``tokenizer.json``."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -85,7 +86,9 @@ class TrainerCheckpoints:
 
     def restore(self, path: str | Path) -> dict:
         """Set the trainer to the checkpoint ``path``: weights, optimizer, counters, RNG, data position, and
-        precision (``auto`` keeps the checkpoint's, an explicit value is obeyed). Either format restores under
+        precision (``auto`` keeps the checkpoint's, an explicit value is obeyed), and the kernels (the
+        checkpoint's per shape class, ``kernels_on_resume``; an older checkpoint without them: calibrated as a
+        fresh run is). Either format restores under
         any strategy: a sharded one is resharded by DCP, a single folder is scattered under FSDP2.
 
         Returns what ``extra_state`` had saved, after handing it to ``load_extra_state``. Raises
@@ -103,6 +106,9 @@ class TrainerCheckpoints:
             trainer.optimizer.load_state_dict(state["optimizer"])
         if state.get("precision"):  # auto keeps the checkpoint's precision; an explicit value is obeyed
             trainer.use_precision(precision_on_resume(trainer.precision, PrecisionChoice.from_dict(state["precision"])))
+        if state.get("kernels") and hasattr(trainer.raw_model, "use_kernels"):  # older checkpoints: calibrated
+            trainer.kernels = kernels_on_resume(trainer.kernels, KernelChoice.from_dict(state["kernels"]))
+            trainer.raw_model.use_kernels(trainer.kernels)
         if trainer.scaler is not None and state.get("scaler"):
             trainer.scaler.load_state_dict(state["scaler"])
         trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
@@ -134,7 +140,7 @@ class TrainerCheckpoints:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # this device's only
             "data": trainer.batches.state_dict(), "extra": trainer.extra_state() if trainer.extra_state else {},
-            "precision": trainer.precision.to_dict(),
+            "precision": trainer.precision.to_dict(), "kernels": trainer.kernels.to_dict(),
         }
 
     def _write(self, background: bool = False) -> Path | None:
@@ -148,7 +154,8 @@ class TrainerCheckpoints:
         path = None
         json_files = {"model_config.json": trainer.raw_model.config.model_dump(),
                       "run_config.json": {"stage": trainer.stage, **trainer.config.model_dump(),
-                                          "precision": trainer.precision.to_dict()}}
+                                          "precision": trainer.precision.to_dict(),
+                                          "kernels": trainer.kernels.to_dict()}}
         text_files = {"tokenizer.json": trainer.tokenizer.to_str()}
         root, step, keep, is_main = trainer.checkpoint_dir, trainer.step, trainer.config.keep_last_n_checkpoints, \
             trainer.dist.is_main
