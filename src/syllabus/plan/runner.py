@@ -16,6 +16,7 @@ gate's action) is rank 0's, broadcast, so ranks never disagree about the mixture
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -96,6 +97,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
             state.started[stage.name] = stage.frozen
             _save_state(state, run_dir, dist)
             outcome = _run_stage(run, stage, stages[stage.index - 1] if stage.index else None, len(stages))
+            _release_stage_memory(dist)
             if outcome == "paused_on_miss":
                 state.completed.append(stage.name)
                 _save_state(state, run_dir, dist)
@@ -116,6 +118,15 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
     finally:
         metrics.close()
         evals.close()
+
+
+def _release_stage_memory(dist: DistContext) -> None:
+    """The finished stage's trainer, model and optimizer are unreachable once ``_run_stage`` returns: collect what
+    only the cycle collector frees (FSDP's and compile's internal cycles) and hand the CUDA blocks they held back
+    to the driver, before the next stage builds its own."""
+    gc.collect()
+    if dist.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @dataclass

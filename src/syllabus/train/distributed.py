@@ -9,7 +9,8 @@ Invariants kept here:
   weights, FSDP2 shards each rank's identical full copy);
 - every rank leaves the loop at the same step: :meth:`DistContext.should_stop` all-reduces the local stop
   flag (a signal on any rank, or a callback) once per step, so a SIGTERM delivered to one rank, or to all
-  of them at slightly different moments, stops them all after the same step;
+  of them at slightly different moments, stops them all after the same step. The flag is a CPU tensor
+  all-reduced over gloo (a gloo group beside NCCL on GPUs), so reading it never waits for the device;
 - a rank that waits on a collective longer than ``dist_timeout_seconds`` fails instead of hanging.
 """
 
@@ -32,6 +33,7 @@ class DistContext:
     local_rank: int
     device: torch.device
     strategy: str = "single"  # "single" (one rank), "ddp" or "fsdp"
+    host_group: object = None  # gloo group for host-side flags when the default group is NCCL (None: default)
 
     @property
     def is_main(self) -> bool:
@@ -62,7 +64,8 @@ class DistContext:
             backend = "nccl" if chosen.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds),
                                     device_id=chosen if chosen.type == "cuda" else None)
-        return cls(rank, world_size, local_rank, chosen, "fsdp" if strategy == "fsdp" else "ddp")
+        host_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        return cls(rank, world_size, local_rank, chosen, "fsdp" if strategy == "fsdp" else "ddp", host_group)
 
     def close(self) -> None:
         """Destroy the process group (every rank, on success, error or signal)."""
@@ -154,8 +157,8 @@ class DistContext:
         faults.crash_if_asked(self.rank, step)
         if self.world_size == 1:
             return local
-        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        flag = torch.tensor([1.0 if local else 0.0])  # on the host: no wait for the device's queued work
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.host_group)
         return bool(flag.item() > 0)
 
     def barrier(self) -> None:
