@@ -94,7 +94,8 @@ def generate_ids(model: Transformer, prompt_ids: Tensor, sampling: Sampling, *, 
     try:
         cache = None
         if use_cache:
-            dtype = next(model.parameters()).dtype
+            kind = ids.device.type  # k and v are computed in the autocast dtype when autocast is on
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else next(model.parameters()).dtype
             cache = KVCache(model.config, ids.shape[0], ids.shape[1] + steps, ids.device, dtype)
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         step_input = ids

@@ -215,7 +215,8 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
         trainer.config = trainer.config.model_copy(update={"max_steps": event["max_steps"]})
     if stage.merge is not None:  # once the stage is over (after any extension): the average or the plain final
         merged_val = merge_at_stage_end(stage, trainer, result.last_val,
-                                        lambda model: _task_scores(stage, model, tokenizer), metrics, run.evals)
+                                        lambda model: _task_scores(stage, model, tokenizer, trainer.autocast_dtype),
+                                        metrics, run.evals)
         if merged_val is not result.last_val:
             results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
@@ -285,18 +286,19 @@ def _end_of_stage_evaluation(stage: StagePlan, trainer: Trainer, tokenizer, last
     every rank (under FSDP2 the forward needs them all); the caller keeps rank 0's numbers."""
     results = {f"ppl/{key.split('/', 1)[1]}": math.exp(value) for key, value in last_val.items()
                if key.startswith("val_loss/")}
-    results.update(_task_scores(stage, trainer.raw_model, tokenizer))
+    results.update(_task_scores(stage, trainer.raw_model, tokenizer, trainer.autocast_dtype))
     trainer.raw_model.train()
     return results
 
 
-def _task_scores(stage: StagePlan, model, tokenizer) -> dict:
-    """The stage's benchmark tasks on ``model`` (empty when it has none)."""
+def _task_scores(stage: StagePlan, model, tokenizer, autocast: torch.dtype | None) -> dict:
+    """The stage's benchmark tasks on ``model`` (empty when it has none), forwards autocast to ``autocast`` (the
+    run's precision)."""
     if not stage.tasks:
         return {}
     from syllabus.evaluate import run_tasks
 
-    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit)
+    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit, autocast=autocast)
     return {k: v for k, v in scores.items() if not k.endswith("/seconds")}  # n and stderr stay
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from syllabus.train import faults
+from syllabus.train.precision import use_tf32_matmuls
 
 @dataclass
 class DistContext:
@@ -181,4 +182,5 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)
+    use_tf32_matmuls("cuda")
     return torch.device("cuda", local_rank)

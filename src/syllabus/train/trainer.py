@@ -283,10 +283,15 @@ class Trainer:
             loss_sum += loss.detach() * count
         return self.dist.mean(loss_sum) * world / total
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype forwards autocast to, evaluation's included (bf16, fp16); None in fp32, and under FSDP2,
+        whose mixed-precision policy casts the parameters itself."""
+        return None if self.amp_dtype == torch.float32 or not self.dist.autocast_needed else self.amp_dtype
+
     def _autocast(self):
-        if self.amp_dtype == torch.float32 or not self.dist.autocast_needed:
-            return contextlib.nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
+        dtype = self.autocast_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.dist.device.type, dtype=dtype)
 
     def _log_step(self, loss, grad_norm, lr, phase: Phase, window: "_Window", peak: PeakEstimate, progress) -> None:
         if not self.dist.is_main:
