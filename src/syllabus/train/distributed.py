@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from syllabus.train import faults
 from syllabus.train.precision import use_tf32_matmuls
+from syllabus.train.sharded_init import init_sharded, is_deferred
 
 @dataclass
 class DistContext:
@@ -105,6 +106,8 @@ class DistContext:
                 block.compile()  # in place: parameter names (and so checkpoints) do not change
             fully_shard(block, mesh=mesh, mp_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=policy)
+        if is_deferred(model):  # built on the meta device: allocate and initialise this rank's shards only
+            init_sharded(model, self.device)
         return model
 
     @property

@@ -16,11 +16,11 @@ import yaml
 from syllabus.config.errors import ConfigError
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.config.source import SourceSpec
-from syllabus.model import Transformer
 from syllabus.train import checkpoint as ckpt
 from syllabus.train.distributed import DistContext
 from syllabus.train.precision import PrecisionChoice
 from syllabus.train.run_lock import RunLock
+from syllabus.train.sharded_init import build_model
 from syllabus.train.stops import StopRequest
 from syllabus.train.trainer import Trainer, TrainResult
 
@@ -73,7 +73,9 @@ class PreTrainer:
                 write_run_config(self.out_dir, cfg)
             tokenizer = obtain_tokenizer(cfg, sources, self.out_dir, dist)
             torch.manual_seed(cfg.seed)  # the same on every rank: every rank builds the same model
-            model = Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())))
+            # under FSDP2 on the meta device, sharded then initialised: no rank holds the whole model
+            model = build_model(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer.get_vocab_size())),
+                                sharded=dist.sharded)
             batches = open_batches(sources, weights, tokenizer, seed=cfg.seed, rank=dist.rank,
                                    world_size=dist.world_size, doc_attention=cfg.doc_attention,
                                    num_workers=cfg.num_workers, packed=cfg.packing)

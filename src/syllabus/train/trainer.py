@@ -29,6 +29,7 @@ from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa:
 from syllabus.train.peaks import DTYPES
 from syllabus.train.precision import PrecisionChoice, log_choice_once, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
+from syllabus.train.sharded_init import is_deferred
 from syllabus.train.stops import StopRequest
 from syllabus.train.throughput import PeakEstimate
 from syllabus.train.trainer_checkpoints import TrainerCheckpoints
@@ -68,7 +69,7 @@ class Trainer:
         self.dist = dist or DistContext.single(config.device)
         if self.dist.device.type == "cpu":
             keep_freed_memory()
-        self.raw_model = model.to(self.dist.device)
+        self.raw_model = model if is_deferred(model) else model.to(self.dist.device)  # meta: sharded, then made
         # mixed_precision resolved once (auto: by the hardware), the same on every rank; kept on resume
         self.precision = resolve_on_all_ranks(config.mixed_precision, self.dist.device, sharded=self.dist.sharded)
         self.model = self.dist.wrap(self.raw_model,
