@@ -5,7 +5,8 @@
 
 A model of the CPU benchmark's shape (width 384, 6 layers, 6 heads, SwiGLU 1024, vocabulary 4096, seq 256) is
 trained briefly with ``syllabus pretrain`` on Python standard-library source, so its scores are a little above
-chance rather than exactly at it; then ``syllabus eval CKPT --tasks ppl,hellaswag,arc,arithmetic --limit N`` runs
+chance rather than exactly at it; then ``syllabus eval CKPT --tasks hellaswag,arc,arithmetic --limit N`` (and ``--tasks ppl`` over
+``--ppl-batches`` held-out batches) runs
 in separate processes with ``--precision fp32`` and ``--precision bf16``, alternating for ``--rounds`` rounds.
 Reported per task: each precision's score and standard error, the difference in standard errors, and the median
 seconds per precision (``<task>/seconds`` of the results). The last line is one JSON object.
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 SHAPE = ["--set", "model.hidden_size=384", "--set", "model.num_hidden_layers=6", "--set",
          "model.num_attention_heads=6", "--set", "model.intermediate_size=1024"]
-TASKS = "ppl,hellaswag,arc,arithmetic"
+TASKS = "hellaswag,arc,arithmetic,ppl"
 
 
 def corpus(folder: Path, limit_bytes: int = 3_000_000) -> Path:
@@ -53,7 +54,8 @@ def syllabus(*args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--limit", type=int, default=200, help="items per task (batches for ppl)")
+    parser.add_argument("--limit", type=int, default=200, help="items per task")
+    parser.add_argument("--ppl-batches", type=int, default=10, help="held-out batches of 8 rows for ppl")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", default=None, help="keep the run here (and reuse it when it exists)")
     args = parser.parse_args()
@@ -69,9 +71,12 @@ def main() -> None:
     for r in range(args.rounds):
         for precision in ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32"):
             out = work / f"eval-{precision}-{r}.json"
-            syllabus("eval", str(run), "--tasks", TASKS, "--limit", str(args.limit), "--device", "cpu",
+            syllabus("eval", str(run), "--tasks", TASKS.removesuffix(",ppl"), "--limit", str(args.limit),
+                     "--device", "cpu", "--precision", precision, "--out", str(out))
+            scores = json.loads(out.read_text())["results"]
+            syllabus("eval", str(run), "--tasks", "ppl", "--limit", str(args.ppl_batches), "--device", "cpu",
                      "--precision", precision, "--out", str(out))
-            results[precision].append(json.loads(out.read_text())["results"])
+            results[precision].append({**scores, **json.loads(out.read_text())["results"]})
     first = {p: rows[0] for p, rows in results.items()}
     summary = {}
     print(f"syllabus eval, limit {args.limit}, {args.rounds} rounds, {os.cpu_count()} CPUs; checkpoint {run}")
