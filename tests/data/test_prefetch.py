@@ -70,8 +70,12 @@ def test_read_ahead_on_a_thread_gives_the_same_steps_and_saves_the_position_hand
     for step in range(3):
         assert same(pre.next_step(step, SHAPES), plain_step(plain))
     wait_full(pre)  # steps 3 and 4 are read ahead (5 waits to be queued)
+    deadline = time.time() + 60
+    while inner.calls < 2 * (3 + 2 + 1) and time.time() < deadline:  # steps 0-2, two queued, one waiting to be
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert inner.calls == 2 * (3 + 2 + 1)  # ... and no more: the read-ahead is bounded
     assert inner.threads[:2] == ["MainThread"] * 2 and set(inner.threads[2:]) == {"syllabus-prefetch"}
-    assert inner.calls == 2 * (3 + 2 + 1)  # steps 0-2, two queued, one more waiting on the thread
     saved = copy.deepcopy(pre.state_dict())
     assert saved == plain.state_dict()  # the position after step 2, not after what was read ahead
     resumed = two_sources(code_corpus, code_tokenizer, second)
