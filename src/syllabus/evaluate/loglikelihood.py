@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from syllabus.data.tokenizer import encode_text, sequence_start_ids
 from syllabus.model.transformer import Transformer
@@ -55,6 +54,10 @@ def score_tokens(model: Transformer, encoded: Sequence[tuple[list[int], int]], *
     Sequences longer than the model's context + 1 lose tokens from the left. Requests are sorted by
     length and padded on the right within a batch (causal attention: padding after a row changes nothing
     in it); results come back in request order. The model is put in eval mode and its flag restored.
+
+    Memory: the [B, T, V] logits stay on the model's device; per batch only each position's target log-prob
+    (fp32, ``logit[target] - logsumexp(logits)`` with the log-sum-exp taken one row at a time in fp32) and
+    whether the target is the argmax, both [B, T], come to the host.
     """
     max_len = model.config.max_position_embeddings + 1  # input is all but the last token
     encoded = [(list(tokens)[-max_len:], n) for tokens, n in encoded]
@@ -68,17 +71,27 @@ def score_tokens(model: Transformer, encoded: Sequence[tuple[list[int], int]], *
             chunk = order[start:start + batch_size]
             width = max(len(encoded[i][0]) for i in chunk) - 1
             inputs = torch.zeros(len(chunk), width, dtype=torch.long)
+            targets = torch.zeros(len(chunk), width, dtype=torch.long)
             for row, i in enumerate(chunk):
-                tokens = encoded[i][0][:-1]
-                inputs[row, :len(tokens)] = torch.tensor(tokens)
-            logprobs = F.log_softmax(model(inputs.to(device)).float(), dim=-1).cpu()
+                tokens = encoded[i][0]
+                inputs[row, :len(tokens) - 1] = torch.tensor(tokens[:-1])
+                targets[row, :len(tokens) - 1] = torch.tensor(tokens[1:])
+            target_logprobs, greedy = target_scores(model(inputs.to(device)), targets.to(device))
+            target_logprobs, greedy = target_logprobs.cpu(), greedy.cpu()
             for row, i in enumerate(chunk):
                 tokens, n_cont = encoded[i]
                 end = len(tokens) - 1
-                targets = torch.tensor(tokens[-n_cont:])
-                lp = logprobs[row, end - n_cont:end]
-                score = float(lp.gather(-1, targets[:, None]).sum())
-                results[i] = (score, bool((lp.argmax(-1) == targets).all()))
+                results[i] = (float(target_logprobs[row, end - n_cont:end].sum()),
+                              bool(greedy[row, end - n_cont:end].all()))
     finally:
         model.train(was_training)
     return results
+
+
+def target_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each target and whether it is the argmax: fp32 [B, T] and bool [B, T], on the logits'
+    device, from ``logits`` [B, T, V] (any float dtype) and int64 ``targets`` [B, T]. The log-sum-exp is taken
+    one row at a time, so the only [B, T, V] tensor is ``logits`` itself (no fp32 copy, no log-softmax)."""
+    picked = logits.gather(-1, targets[..., None]).squeeze(-1).float()
+    lse = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
+    return picked - lse, logits.argmax(-1) == targets

@@ -9,12 +9,15 @@ Nothing here trains or changes the model: it is put in eval mode and its trainin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
+
+import torch
 
 from syllabus.config.errors import ConfigError
 from syllabus.evaluate.arithmetic import evaluate_arithmetic
@@ -63,9 +66,12 @@ def local_tasks_dir() -> Path:
 
 def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int | None = None,
               data: Mapping[str, str | Path] | None = None, seq_len: int | None = None, batch_size: int = 8,
-              shots: Mapping[str, int] | None = None,
-              items: Mapping[str, str | Path] | None = None) -> dict[str, float]:
+              shots: Mapping[str, int] | None = None, items: Mapping[str, str | Path] | None = None,
+              autocast: torch.dtype | None = None) -> dict[str, float]:
     """Run ``tasks`` and return ``{"<task>/<metric>": value}``.
+
+    ``autocast``: every forward runs under ``torch.autocast`` to this dtype (the run's precision: bf16, fp16) on
+    the model's device; None or fp32 runs the weights' own dtype.
 
     ``lm_eval:<name>`` runs lm-evaluation-harness's task ``<name>`` on the model in process
     (``SyllabusLM``); its metrics are keyed ``<name>/<metric>``. The local tasks of ``lm_eval_tasks``
@@ -85,6 +91,18 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
     if unusable:
         raise ConfigError(f"items: only {', '.join(ITEMS_TASKS)} can read its items from a file (got "
                           f"{', '.join(unusable)})")
+    with precision_context(model, autocast):
+        return _run_tasks(model, tokenizer, tasks, limit, data, seq_len, batch_size, shots, items)
+
+
+def precision_context(model, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``model``'s device, or nothing for None and fp32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(next(model.parameters()).device.type, dtype=dtype)
+
+
+def _run_tasks(model, tokenizer, tasks, limit, data, seq_len, batch_size, shots, items) -> dict[str, float]:
     results: dict[str, float] = {}
     for task in tasks:
         started = time.monotonic()
@@ -114,7 +132,8 @@ def run_tasks(model: Transformer, tokenizer, tasks: Sequence[str], *, limit: int
 def evaluate_checkpoint(checkpoint: str | Path, tasks: Sequence[str], *, limit: int | None = None,
                         data: Mapping[str, str | Path] | None = None, out: str | Path | None = None,
                         device: str = "cpu", **options) -> dict[str, float]:
-    """Load a checkpoint (or a run folder's newest valid one), run the tasks, optionally write JSON."""
+    """Load a checkpoint (or a run folder's newest valid one), run the tasks (``options`` as ``run_tasks``'s,
+    ``autocast`` included), optionally write JSON."""
     from syllabus.checkpoints import load_model, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)

@@ -278,6 +278,21 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
 
+def init_parameter_(name: str, p: Tensor, config: ModelConfig) -> None:
+    """The initial value of parameter ``name``, drawn into ``p`` in place from the global RNG: norms 1 (q/k norms
+    too), biases 0, residual output projections (``o_proj``, ``down_proj``) Normal(0, initializer_range /
+    sqrt(2 * layers)) (GPT-2's scaling), everything else Normal(0, initializer_range)."""
+    std = config.initializer_range
+    if name.endswith(("layernorm.weight", "_norm.weight")) or name == "model.norm.weight":
+        nn.init.ones_(p)
+    elif name.endswith(".bias"):
+        nn.init.zeros_(p)
+    elif name.endswith(("o_proj.weight", "down_proj.weight")):
+        nn.init.normal_(p, std=std / math.sqrt(2 * config.num_hidden_layers))
+    else:
+        nn.init.normal_(p, std=std)
+
+
 class Transformer(nn.Module):
     """The LLaMA-style decoder, with the parameter names of Hugging Face's ``LlamaForCausalLM``.
 
@@ -303,17 +318,9 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Normal(0, initializer_range); residual output projections scaled by 1/sqrt(2·layers)."""
-        std = self.config.initializer_range
+        """Every parameter, in ``named_parameters`` order, as ``init_parameter_`` says."""
         for name, p in self.named_parameters():
-            if name.endswith(("layernorm.weight", "_norm.weight")) or name == "model.norm.weight":
-                nn.init.ones_(p)
-            elif name.endswith(".bias"):
-                nn.init.zeros_(p)
-            elif name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, std=std / math.sqrt(2 * self.config.num_hidden_layers))
-            else:
-                nn.init.normal_(p, std=std)
+            init_parameter_(name, p, self.config)
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *, doc_ids: Tensor | None = None,
                 cache: KVCache | None = None, attention_mask: Tensor | None = None) -> Tensor:

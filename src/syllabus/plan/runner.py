@@ -16,6 +16,7 @@ gate's action) is rank 0's, broadcast, so ranks never disagree about the mixture
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -104,6 +105,7 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
             state.started[stage.name] = stage.frozen
             _save_state(state, run_dir, dist)
             outcome = _run_stage(run, stage, stages[stage.index - 1] if stage.index else None, len(stages))
+            _release_stage_memory(dist)
             if outcome == "paused_on_miss":
                 state.completed.append(stage.name)
                 _save_state(state, run_dir, dist)
@@ -124,6 +126,15 @@ def _run_stages(plan: PlanConfig, run_dir: Path, pause_after: str | None, dist: 
     finally:
         metrics.close()
         evals.close()
+
+
+def _release_stage_memory(dist: DistContext) -> None:
+    """The finished stage's trainer, model and optimizer are unreachable once ``_run_stage`` returns: collect what
+    only the cycle collector frees (FSDP's and compile's internal cycles) and hand the CUDA blocks they held back
+    to the driver, before the next stage builds its own."""
+    gc.collect()
+    if dist.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -214,7 +225,8 @@ def _run_stage(run: _Run, stage: StagePlan, previous: StagePlan | None, n_stages
         trainer.config = trainer.config.model_copy(update={"max_steps": event["max_steps"]})
     if stage.merge is not None:  # once the stage is over (after any extension): the average or the plain final
         merged_val = merge_at_stage_end(stage, trainer, result.last_val,
-                                        lambda model: _task_scores(stage, model, tokenizer), metrics, run.evals)
+                                        lambda model: _task_scores(stage, model, tokenizer, trainer.autocast_dtype),
+                                        metrics, run.evals)
         if merged_val is not result.last_val:
             results = dist.broadcast_object(_end_of_stage_evaluation(stage, trainer, tokenizer, merged_val))
     run.state.results[stage.name] = results
@@ -304,18 +316,20 @@ def _end_of_stage_evaluation(stage: StagePlan, trainer: Trainer, tokenizer, last
     every rank (under FSDP2 the forward needs them all); the caller keeps rank 0's numbers."""
     results = {f"ppl/{key.split('/', 1)[1]}": math.exp(value) for key, value in last_val.items()
                if key.startswith("val_loss/")}
-    results.update(_task_scores(stage, trainer.raw_model, tokenizer))
+    results.update(_task_scores(stage, trainer.raw_model, tokenizer, trainer.autocast_dtype))
     trainer.raw_model.train()
     return results
 
 
-def _task_scores(stage: StagePlan, model, tokenizer) -> dict:
-    """The stage's benchmark tasks on ``model`` (empty when it has none)."""
+def _task_scores(stage: StagePlan, model, tokenizer, autocast: torch.dtype | None) -> dict:
+    """The stage's benchmark tasks on ``model`` (empty when it has none), forwards autocast to ``autocast`` (the
+    run's precision)."""
     if not stage.tasks:
         return {}
     from syllabus.evaluate import run_tasks
 
-    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit, **task_arguments(stage.task_options))
+    scores = run_tasks(model, tokenizer, stage.tasks, limit=stage.task_limit, autocast=autocast,
+                       **task_arguments(stage.task_options))
     return {k: v for k, v in scores.items() if not k.endswith("/seconds")}  # n and stderr stay
 
 

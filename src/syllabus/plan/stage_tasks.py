@@ -29,7 +29,9 @@ class StageTasks:
             return
         from syllabus.evaluate import run_tasks
 
-        scores = run_tasks(trainer.raw_model, trainer.tokenizer, self.tasks, limit=self.limit, **self.options)
+        scores = run_tasks(trainer.raw_model, trainer.tokenizer, self.tasks, limit=self.limit,
+                           autocast=trainer.autocast_dtype,  # in the run's precision
+                           **self.options)
         trainer.raw_model.train()
         scores = {k: v for k, v in scores.items() if not k.endswith("/seconds")}
         row = {"stage": trainer.stage, "stage_index": self.stage_index, "step": trainer.step,

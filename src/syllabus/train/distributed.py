@@ -9,7 +9,8 @@ Invariants kept here:
   weights, FSDP2 shards each rank's identical full copy);
 - every rank leaves the loop at the same step: :meth:`DistContext.should_stop` all-reduces the local stop
   flag (a signal on any rank, or a callback) once per step, so a SIGTERM delivered to one rank, or to all
-  of them at slightly different moments, stops them all after the same step;
+  of them at slightly different moments, stops them all after the same step. The flag is a CPU tensor
+  all-reduced over gloo (a gloo group beside NCCL on GPUs), so reading it never waits for the device;
 - a rank that waits on a collective longer than ``dist_timeout_seconds`` fails instead of hanging.
 """
 
@@ -26,6 +27,8 @@ import torch.distributed as dist
 from syllabus.hf.sharded import is_pending, materialize_from_hf
 from syllabus.train import faults
 from syllabus.train.launch import watch_launcher
+from syllabus.train.precision import use_tf32_matmuls
+from syllabus.train.sharded_init import init_sharded, is_deferred
 
 @dataclass
 class DistContext:
@@ -34,6 +37,7 @@ class DistContext:
     local_rank: int
     device: torch.device
     strategy: str = "single"  # "single" (one rank), "ddp" or "fsdp"
+    host_group: object = None  # gloo group for host-side flags when the default group is NCCL (None: default)
 
     @property
     def is_main(self) -> bool:
@@ -67,7 +71,8 @@ class DistContext:
             backend = "nccl" if chosen.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds),
                                     device_id=chosen if chosen.type == "cuda" else None)
-        return cls(rank, world_size, local_rank, chosen, "fsdp" if strategy == "fsdp" else "ddp")
+        host_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        return cls(rank, world_size, local_rank, chosen, "fsdp" if strategy == "fsdp" else "ddp", host_group)
 
     def close(self) -> None:
         """Destroy the process group (every rank, on success, error or signal)."""
@@ -108,6 +113,8 @@ class DistContext:
         fully_shard(model, mesh=mesh, mp_policy=policy)
         if is_pending(model):  # built on the meta device: each rank reads only its own slices of the checkpoint
             materialize_from_hf(model, self.device)
+        elif is_deferred(model):  # built on the meta device: allocate and initialise this rank's shards only
+            init_sharded(model, self.device)
         return model
 
     @property
@@ -161,8 +168,8 @@ class DistContext:
         faults.crash_if_asked(self.rank, step)
         if self.world_size == 1:
             return local
-        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        flag = torch.tensor([1.0 if local else 0.0])  # on the host: no wait for the device's queued work
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.host_group)
         return bool(flag.item() > 0)
 
     def barrier(self) -> None:
@@ -185,4 +192,5 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)
+    use_tf32_matmuls("cuda")
     return torch.device("cuda", local_rank)

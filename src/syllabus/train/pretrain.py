@@ -22,6 +22,7 @@ from syllabus.train.distributed import DistContext
 from syllabus.model.kernels import KernelChoice
 from syllabus.train.precision import PrecisionChoice
 from syllabus.train.run_lock import RunLock
+from syllabus.train.sharded_init import build_model
 from syllabus.train.stops import StopRequest
 from syllabus.train.trainer import Trainer, TrainResult
 
@@ -219,10 +220,11 @@ def local_init_from(cfg: PreTrainingConfig, dist: DistContext) -> PreTrainingCon
 def start_model(cfg: PreTrainingConfig, tokenizer_size: int, dist: DistContext) -> Transformer:
     """The model a run starts from (before any checkpoint is restored): the ``init_from`` checkpoint (under FSDP2
     a meta model each rank fills with its own slices; under DDP read by the main rank only, see
-    ``hf/sharded.py``), else fresh weights of the configured shape with the tokenizer's size rounded up. Raises
+    ``hf/sharded.py``), else fresh weights of the configured shape with the tokenizer's size rounded up (under
+    FSDP2 built on the meta device and initialised shard by shard, ``train/sharded_init.py``). Raises
     ``ConfigError`` when the tokenizer has more ids than the checkpoint's embedding."""
-    if cfg.init_from is None:
-        return Transformer(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer_size)))
+    if cfg.init_from is None:  # under FSDP2 on the meta device, sharded then initialised: no rank holds it all
+        return build_model(cfg.model_shape(vocab_size=padded_vocab_size(tokenizer_size)), sharded=dist.sharded)
     from syllabus.hf.sharded import start_from_hf
 
     model = start_from_hf(cfg.init_from, sharded=dist.sharded, reads=dist.is_main)

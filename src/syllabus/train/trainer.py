@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,7 @@ from typing import Callable
 import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
+from syllabus.data.prefetch import Prefetch
 from syllabus.hf.sharded import is_pending
 from syllabus.train import faults, peaks, recovery
 from syllabus.train.distributed import DistContext
@@ -30,6 +32,7 @@ from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa:
 from syllabus.train.peaks import DTYPES
 from syllabus.train.precision import PrecisionChoice, log_choice_once, resolve_on_all_ranks
 from syllabus.train.schedule import Phase, lr_at, phase_at
+from syllabus.train.sharded_init import is_deferred
 from syllabus.train.stops import StopRequest
 from syllabus.train.spec_peaks import device_spec_peaks
 from syllabus.train.throughput import PeakEstimate, describe_mfu
@@ -70,13 +73,16 @@ class Trainer:
         self.dist = dist or DistContext.single(config.device)
         if self.dist.device.type == "cpu":
             keep_freed_memory()
-        self.raw_model = model if is_pending(model) else model.to(self.dist.device)  # a meta model: filled once sharded
+        # a meta model (a checkpoint read in slices, or a deferred initialisation) is filled once sharded
+        self.raw_model = model if is_pending(model) or is_deferred(model) else model.to(self.dist.device)
         # mixed_precision resolved once (auto: by the hardware), the same on every rank; kept on resume
         self.precision = resolve_on_all_ranks(config.mixed_precision, self.dist.device, sharded=self.dist.sharded)
         self.model = self.dist.wrap(self.raw_model,
                                     config.model_copy(update={"mixed_precision": self.precision.chosen}))
         self.tokenizer = tokenizer
-        self.batches = batches
+        # read ahead on a thread as the schedule says; state_dict() is that of the batches handed out
+        self.batches = None if batches is None else Prefetch(
+            batches, _weak(self._step_shapes), pin_memory=config.pin_memory and self.dist.device.type == "cuda")
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = Path(checkpoint_dir or self.out_dir / "checkpoints")
         self.eval_batches = eval_batches or {}
@@ -118,6 +124,7 @@ class Trainer:
         A save that fails (e.g. disk full) leaves the previous checkpoints intact; it stops the run with
         ``RunHalted``, unless it is not ``required`` (periodic, best) and ``on_save_error`` is ``continue``
         (see ``recovery``)."""
+        self._settle()
         return self.checkpoints.save(required)
 
     def wait_for_saves(self) -> None:
@@ -142,6 +149,18 @@ class Trainer:
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason
 
+    def _settle(self) -> None:
+        """Bring the non-finite counts up to date (one host read of device values; see ``nonfinite``)."""
+        self.nonfinite_skips += self.nonfinite.settle(self.step, self.scaler)
+
+    def _step_shapes(self, step: int) -> list[tuple[int, int]] | None:
+        """``[(micro_batch_size, seq_len)]`` of each micro-batch of ``step``; None past the last step (what
+        the prefetch thread reads ahead)."""
+        if step >= self.config.max_steps:
+            return None
+        phase = phase_at(self.phases, step)
+        return [(phase.micro_batch_size, phase.seq_len)] * phase.grad_accum_steps
+
     # --- the loop -----------------------------------------------------------------------------
     def train(self) -> TrainResult:
         cfg = self.config
@@ -161,18 +180,24 @@ class Trainer:
                 self.step += 1
                 self.tokens_seen += phase.tokens_per_step * self.dist.world_size
                 window.tokens += phase.tokens_per_step * self.dist.world_size
-                if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                logs = self.step % cfg.log_interval == 0 or self.step == cfg.max_steps
+                evaluates = bool(self.eval_batches) and (self.step % cfg.eval_interval == 0
+                                                         or self.step == cfg.max_steps)
+                saves = self.step % cfg.save_interval == 0 and self.step < cfg.max_steps
+                if logs or evaluates or saves:
+                    self._settle()  # the loop's only host read of device values
+                if logs:
                     self._log_step(loss, grad_norm, lr, phase, window, peak, progress)
                     window = _Window()
                 if self.nonfinite.exhausted:
                     self.nonfinite.recover(self)  # back to the newest checkpoint with a lower LR, or raise
                     window = _Window()
                     continue
-                if self.eval_batches and (self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps):
+                if evaluates:
                     self.evaluate_and_notify()
                 for hook in self.step_hooks:
                     hook(self)
-                if self.step % cfg.save_interval == 0 and self.step < cfg.max_steps and not self.nonfinite.in_a_row:
+                if saves and not self.nonfinite.in_a_row:
                     last_path = self.save(required=False) or last_path  # never a checkpoint in a NaN streak
             if self.step >= cfg.max_steps or self.stop or self._stop_reason:
                 last_path = self.save()
@@ -182,12 +207,21 @@ class Trainer:
             self._log_data_report()
         finally:
             self.checkpoints.finish()
+            self._stop_reading_ahead()
             if owns_handlers:
                 self.stop.uninstall()
             if progress:
                 progress.close()
         stopped_by = self.stop.signal_name or self._stop_reason
         return TrainResult(self.step, self.tokens_seen, last_path, stopped_by, self.last_val)
+
+    def _stop_reading_ahead(self) -> None:
+        """Stop the prefetch thread (it holds the batches and DataLoader workers), back at the position handed out."""
+        if self.batches is not None:
+            try:
+                self.batches.pause()
+            except Exception as err:  # on the way out after an error: keep that error
+                log.error("could not put the batches back after reading ahead: %s", err)
 
     def _should_stop(self) -> bool:
         """Whether to leave the loop now; the same answer on every rank (one all-reduce per step).
@@ -223,16 +257,7 @@ class Trainer:
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = self.dist.clip_grad_norm(self.model, max_norm)
         loss = loss_sum  # already the mean over the step's tokens on every rank
-        if self.nonfinite.update_allowed(loss, grad_norm, scaled=self.scaler is not None):
-            (self.scaler.step(self.optimizer) if self.scaler is not None else self.optimizer.step())
-        else:
-            self.nonfinite_skips += 1
-            if self.scaler is not None and not self.nonfinite.in_a_row:
-                log.warning("step %d: fp16 gradients overflowed at loss scale %g; update skipped, scale lowered",
-                            self.step + 1, self.scaler.get_scale())
-            else:
-                log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
-                            self.step + 1, self.nonfinite.in_a_row)
+        self.nonfinite.step(self.optimizer, self.scaler, loss, grad_norm)  # skipped on the device if non-finite
         if self.scaler is not None:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -251,10 +276,8 @@ class Trainer:
         """
         self.model.train()
         t_data = time.perf_counter()
-        batches = [self.batches.next_batch(phase.micro_batch_size, phase.seq_len)
-                   for _ in range(phase.grad_accum_steps)]
-        if self.config.pin_memory and self.dist.device.type == "cuda":  # page-locked: the copy below is async
-            batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+        batches = self.batches.next_step(self.step, [(phase.micro_batch_size, phase.seq_len)]
+                                         * phase.grad_accum_steps)  # read ahead (and pinned) on a thread
         batches = [{k: v.to(self.dist.device, non_blocking=True) for k, v in b.items()} for b in batches]
         counts = [(b["labels"] != -100).sum().float() for b in batches]
         world = self.dist.world_size
@@ -273,10 +296,15 @@ class Trainer:
             loss_sum += loss.detach() * count
         return self.dist.mean(loss_sum) * world / total
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype forwards autocast to, evaluation's included (bf16, fp16); None in fp32, and under FSDP2,
+        whose mixed-precision policy casts the parameters itself."""
+        return None if self.amp_dtype == torch.float32 or not self.dist.autocast_needed else self.amp_dtype
+
     def _autocast(self):
-        if self.amp_dtype == torch.float32 or not self.dist.autocast_needed:
-            return contextlib.nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
+        dtype = self.autocast_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.dist.device.type, dtype=dtype)
 
     def _log_step(self, loss, grad_norm, lr, phase: Phase, window: "_Window", peak: PeakEstimate, progress) -> None:
         if not self.dist.is_main:
@@ -372,6 +400,13 @@ class Trainer:
             if path is not None:
                 self.checkpoints.alias(path, "best")
         return record
+
+
+def _weak(method: Callable) -> Callable:
+    """``method`` without a strong reference to its object (None once that is gone): the prefetch thread must not
+    keep a finished trainer, its model and its optimizer alive."""
+    ref = weakref.WeakMethod(method)
+    return lambda *args: None if ref() is None else ref()(*args)
 
 
 @dataclass

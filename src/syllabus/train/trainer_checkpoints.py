@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from pathlib import Path
 
 import torch
@@ -36,9 +37,13 @@ class TrainerCheckpoints:
     config, the stage, the resolved precision and the kernels) and ``tokenizer.json``."""
 
     def __init__(self, trainer):
-        self.trainer = trainer
+        self._trainer = weakref.ref(trainer)  # no cycle: a finished stage's trainer is freed by refcounting
         self.saved: tuple[int, Path | None] | None = None  # (step, folder) of the newest save
         self.background = BackgroundSave()  # the periodic save in flight under async_save
+
+    @property
+    def trainer(self):
+        return self._trainer()
 
     def save(self, required: bool = True) -> Path | None:
         """Write a checkpoint of the trainer's current step and prune old ones; once per step. Returns the
@@ -116,6 +121,7 @@ class TrainerCheckpoints:
         trainer.best_val_loss = state.get("best_val_loss", math.inf)
         trainer.lr_multiplier = state.get("lr_multiplier", 1.0)
         trainer.nonfinite.rollbacks = max(trainer.nonfinite.rollbacks, state.get("rollbacks", 0))
+        trainer.nonfinite.reset()  # counts not yet read belong to the steps given up
         trainer.last_val = state.get("last_val", {})  # a stage resumed at its end still knows its final evaluation
         self.saved = None
         torch.set_rng_state(state["rng_cpu"])
