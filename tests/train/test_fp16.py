@@ -55,7 +55,8 @@ def test_fp16_skips_overflowed_steps_counts_them_and_resumes_with_its_scale(code
     scales = [rows[s]["loss_scale"] for s in range(1, 7)]
     assert scales[:2] == [65536.0] * 2 and scales[2:] == [32768.0] * 4  # halved by the overflow, no rollback
     assert not [r for r in map(json.loads, open(straight / "metrics.jsonl")) if r.get("event") == "rollback"]
-    assert "step 3: fp16 gradients overflowed in 1 step(s) since the last log; update skipped, loss scale lowered to 32768" in caplog.text
+    assert ("step 3: fp16 gradients overflowed in 1 step(s) since the last log; update skipped, loss scale "
+            "lowered to 32768") in caplog.text
     step_2 = torch.load(straight / "checkpoints" / "step_2" / "trainer_state.pt", weights_only=True)
     assert step_2["scaler"]["scale"] == 65536.0
 
