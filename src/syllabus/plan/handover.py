@@ -25,6 +25,7 @@ from syllabus.train import checkpoint as ckpt
 from syllabus.train import sharded_checkpoint
 from syllabus.train.distributed import DistContext
 from syllabus.train.pretrain import padded_vocab_size
+from syllabus.train.sharded_init import build_model
 from syllabus.train.trainer import Trainer, build_optimizer
 
 log = logging.getLogger("syllabus")
@@ -47,6 +48,10 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
                 resume_from: Path | None, dist: DistContext | None = None) -> Transformer:
     """The model a stage trains, on the CPU, before any wrapping (DDP/FSDP2 come later, in the trainer).
 
+    Under ``dist``'s FSDP2 a fresh or resumed model is built on the meta device and initialised shard by shard
+    once wrapped (``train/sharded_init.py``), so no rank holds it whole; a later stage's start still reads the
+    previous ``final`` whole on every rank.
+
     Mid-stage (``resume_from``): the checkpoint's shape, weights loaded later by ``Trainer.restore``. The
     first stage: the Hugging Face checkpoint of ``init_from`` (a local folder by now; under ``dist``'s FSDP2 a meta
     model filled with each rank's slices when sharded, under DDP read by the main rank), grown for ``new_ids``, or
@@ -57,10 +62,11 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
     Raises ``CheckpointError`` when the previous stage's ``final`` is missing or torn."""
     vocab = padded_vocab_size(tokenizer.get_vocab_size())
     shape_type = type(stage.config.model_shape())
-    if resume_from is not None:
-        return Transformer(shape_type(**json.loads((resume_from / "model_config.json").read_text())))
+    dist = dist or DistContext.single("cpu")
+    if resume_from is not None:  # under FSDP2 on the meta device: no rank holds the whole model
+        return build_model(shape_type(**json.loads((resume_from / "model_config.json").read_text())),
+                           sharded=dist.sharded)
     if previous is None and stage.config.init_from is not None:
-        dist = dist or DistContext.single("cpu")
         model = start_from_hf(stage.config.init_from, sharded=dist.sharded, reads=dist.is_main)
         model.init_record = {"init_from": stage.config.init_from}
         if is_pending(model) and (new_ids or vocab > model.config.vocab_size):
@@ -70,7 +76,7 @@ def stage_model(stage: StagePlan, previous: StagePlan | None, tokenizer: Tokeniz
             grow_embeddings(model, new_ids, max(vocab, model.config.vocab_size), seed=stage.config.seed)
         return model
     if previous is None:
-        return Transformer(stage.config.model_shape(vocab_size=vocab))
+        return build_model(stage.config.model_shape(vocab_size=vocab), sharded=dist.sharded)
     final = previous.checkpoints / "final"
     problem = ckpt.verify_checkpoint(final)
     if problem:
