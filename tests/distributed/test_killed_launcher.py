@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from syllabus.config.errors import ConfigError
+from syllabus.train import faults
 from syllabus.train.run_lock import RunLock
 from tests.distributed.conftest import STEPS
 from tests.distributed.launch import logged_step, pretrain_args, run, step_values, torchrun_argv, worker_pids
@@ -49,7 +50,9 @@ def test_sigkill_of_the_launcher_ends_its_workers_and_a_rerun_resumes_exactly(dd
     out = tmp_path / "run"
     argv = torchrun_argv(2, pretrain_args(code_corpus, code_tokenizer, out, "--batch-size", "4", "--max-steps",
                                           str(STEPS), "--save-interval", "2", "--resume", "auto"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Each save from step 4 on pauses a second (steps take milliseconds), so the watcher's 0.2 s poll is what
+    # ends the workers, not how fast a tiny model happens to train on this machine.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", faults.SLOW_SAVE_STEPS: "4,6,8,10", faults.SLOW_SAVE_SECONDS: "1"}
     launcher = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     workers: dict[int, int] = {}
     try:
