@@ -93,6 +93,8 @@ with open(log_path, "a") as log:
 
 
 def test_resume_after_sigkill(three_sources, tok, tmp_path):
+    from tests.faults.harness import alive  # not at the top: CHILD imports this module without `tests`
+
     tok_path = save_tokenizer(tok, tmp_path / "tok")
     log_path = tmp_path / "log.jsonl"
     script = CHILD.format(tests=str(Path(__file__).parents[1]), weights=WEIGHTS)
@@ -138,9 +140,3 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

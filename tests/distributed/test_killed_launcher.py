@@ -15,15 +15,8 @@ from syllabus.config.errors import ConfigError
 from syllabus.train import faults
 from syllabus.train.run_lock import RunLock
 from tests.distributed.conftest import STEPS
+from tests.faults.harness import alive
 from tests.distributed.launch import logged_step, pretrain_args, run, step_values, torchrun_argv, worker_pids
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_rank_lock_refuses_the_same_rank_of_a_second_run_while_the_old_one_lives(tmp_path):

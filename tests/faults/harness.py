@@ -93,3 +93,12 @@ def last_logged_step(run_dir: Path, stage: str | None = None) -> int:
 
 def checkpoint_steps(folder: Path) -> list[int]:
     return sorted(int(p.name.split("_")[1]) for p in folder.glob("step_*"))
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
