@@ -1,7 +1,7 @@
 """Prepare throughput by record shape: the tokenizer's ceiling, ``prepare`` with 1 and 2 workers, and the parent
 process's own CPU per MB, for this code and (optionally) another checkout's (the design before parts).
 
-    .venv/bin/python bench/prepare_throughput.py [--mb 10] [--repeats 2] [--part-mb 1] [--baseline-src /work/main/src]
+    .venv/bin/python bench/prepare_throughput.py [--mb 10] [--repeats 2] [--part-mb 1] [--baseline-src BASE/src]
 
 For each shape of the demo corpus (text: wiki + code, chat: reasoning, template: math with ``steps: tags``) the
 records are repeated (each copy unique, so dedup keeps all) into one JSONL file of about ``--mb`` MB

@@ -28,6 +28,8 @@ def test_defaults_are_valid_and_familiar():
     ({"max_stepz": 10}, "max_stepz: unknown field; did you mean 'max_steps'?"),
     ({"max_steps": "many"}, "max_steps: Input should be a valid integer"),
     ({"max_steps": 0}, "max_steps: Input should be greater than or equal to 1"),
+    ({"num_workers": "many"}, "num_workers: expected a whole number >= 0 or 'auto'"),
+    ({"num_workers": -1}, "num_workers: expected a whole number >= 0 or 'auto'"),
     ({"mixed_precision": "fp8"}, "mixed_precision: Input should be 'auto', 'fp32', 'bf16' or 'fp16'"),
     ({"model_config_name": "huge"}, "model_config_name: Input should be 'tiny', 'small', 'base' or 'large'"),
     ({"model": {"hiden_size": 3}}, "model.hiden_size: unknown field; did you mean 'hidden_size'?"),

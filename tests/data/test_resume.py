@@ -140,3 +140,26 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+
+
+def test_read_ahead_auto_rule():
+    from syllabus.data.text_stream import read_ahead_workers
+
+    assert read_ahead_workers(3, cores=16, local_ranks=1, threads=8) == 2  # 8 free cores over 3 sources
+    assert read_ahead_workers(5, cores=96, local_ranks=8, threads=1) == 2  # a GPU node under torchrun: 88 // 40
+    assert read_ahead_workers(1, cores=64, local_ranks=1, threads=1) == 4  # at most MAX_AUTO_WORKERS
+    assert read_ahead_workers(1, cores=2, local_ranks=1, threads=2) == 0  # every core runs matmuls
+    assert read_ahead_workers(1, cores=10, local_ranks=8, threads=1) == 0  # 2 free, 8 needed
+    assert read_ahead_workers(0, cores=64, local_ranks=1, threads=1) == 0  # prepared shards only
+
+
+def test_read_ahead_auto_gives_the_same_rows(three_sources, tok, monkeypatch):
+    """``num_workers="auto"`` hands the rule's answer to every raw source, and the rows do not change."""
+    monkeypatch.setattr("syllabus.data.sources.UNIT_BYTES", 3000)
+    asked = []
+    monkeypatch.setattr("syllabus.data.batches.read_ahead_workers", lambda n: asked.append(n) or 1)
+    expected = run(open_batches(three_sources, WEIGHTS, tok, seed=7), 60)
+    auto = open_batches(three_sources, WEIGHTS, tok, seed=7, num_workers="auto")
+    assert asked == [3] and {s.num_workers for s in auto.mixture.streams.values()} == {1}
+    assert same(run(auto, 60), expected)
+    auto.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator,
+                      model_validator)
 
 from syllabus.config.model import ModelConfig, PresetName, model_config_for
 
@@ -85,7 +86,10 @@ class PreTrainingConfig(BaseModel):
     languages: list[str] = Field(default_factory=list, description="keep only records/files of these languages")
     loss_on: Literal["all", "assistant"] = Field("all", description="assistant: loss on assistant turns only "
                                                                     "(format chat)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    num_workers: NonNegativeInt | Literal["auto"] = Field(
+        "auto", description="worker processes per raw (unprepared) source that read, render and tokenize ahead "
+                            "of the trainer; auto: the cores left free by the ranks' compute threads, shared among the "
+                            "raw sources (at most 4 each; 0 where none is free); prepared shards need none")
     pin_memory: bool = Field(False, description="CUDA: copy each batch to page-locked memory so its transfer to "
                                                 "the GPU is asynchronous (no effect on CPU)")
 
@@ -140,6 +144,16 @@ class PreTrainingConfig(BaseModel):
     on_save_error: Literal["stop", "continue"] = Field(
         "stop", description="a periodic checkpoint that cannot be written (e.g. disk full): stop the run, or warn "
                             "and continue without it; the final checkpoint is always required")
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers(cls, value):
+        """One line for a wrong value, naming both forms (pydantic would give one line per union member)."""
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError("expected a whole number >= 0 or 'auto'")
 
     @model_validator(mode="before")
     @classmethod

@@ -36,6 +36,10 @@ def type_name(annotation) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
         return "one of " + ", ".join(str(a) for a in args)
+    if origin is typing.Annotated:  # e.g. NonNegativeInt: the type, then its bounds
+        bounds = [f"{symbol} {getattr(m, attr)}" for m in args[1:] for attr, symbol in
+                  (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")) if getattr(m, attr, None) is not None]
+        return " ".join([type_name(args[0]), *bounds])
     if origin in (typing.Union, types.UnionType):
         return " | ".join("None" if a is type(None) else type_name(a) for a in args)
     if origin in (list, dict):

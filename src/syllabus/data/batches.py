@@ -23,7 +23,7 @@ from syllabus.data.packing import pad_documents, rows_to_batch
 from syllabus.data.shard_stream import ShardRowStream
 from syllabus.data.shards import ShardSet, TokensNotDeclared, shard_folder
 from syllabus.data.sources import is_hub_spec
-from syllabus.data.text_stream import TextStreamDataset
+from syllabus.data.text_stream import TextStreamDataset, read_ahead_workers
 from syllabus.data.tokenizer import as_tokenizer, eos_id, pad_id
 
 
@@ -103,7 +103,7 @@ class Batches:
 
 def open_batches(sources: "dict[str, str | SourceSpec]", weights: dict[str, float], tokenizer, *, split: str = "train",
                  seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 doc_attention: bool = False, num_workers: int = 0,
+                 doc_attention: bool = False, num_workers: "int | str" = 0,
                  max_epochs: dict[str, float] | None = None, packed: bool = True) -> Batches:
     """Open a token-weighted mixture of sources as this rank's batches (see :class:`Batches`).
 
@@ -113,13 +113,23 @@ def open_batches(sources: "dict[str, str | SourceSpec]", weights: dict[str, floa
     ``batches.next_batch(micro_batch_size, seq_len)`` returns int64 [micro_batch_size, seq_len]
     ``input_ids`` and ``labels`` (already shifted by one; and int32 ``doc_ids`` with ``doc_attention``);
     ``state_dict()``/``load_state_dict()`` make the position resumable exactly. ``num_workers`` > 0 tokenizes
-    raw text ahead in DataLoader worker processes. Files are opened lazily; a missing or unreadable source
+    raw text ahead in that many DataLoader worker processes per raw source; ``"auto"``: the cores left free
+    by the compute threads, shared among the raw sources (``text_stream.read_ahead_workers``; the choice is logged). Files are opened lazily; a missing or unreadable source
     raises ``ConfigError`` naming it. ``packed`` False: whole documents (truncated to ``seq_len``) padded to the
     longest in the micro-batch, labels -100 on padding."""
     tok = as_tokenizer(tokenizer)
     streams = {name: open_source(path, tok, split=split, seed=source_seed(seed, name), shuffle=shuffle,
-                                 num_workers=num_workers)
+                                 num_workers=0 if num_workers == "auto" else int(num_workers))
                for name, path in sources.items()}
+    if num_workers == "auto":
+        raw = [s for s in streams.values() if isinstance(s, TextStreamDataset)]
+        workers = read_ahead_workers(len(raw))
+        for stream in raw:
+            stream.num_workers = workers
+        if raw:
+            log.info("read-ahead: %s", f"{workers} worker process(es) per raw source ({len(raw)})" if workers else
+                     f"none for {len(raw)} raw source(s): no core free beyond the compute threads "
+                     "(`syllabus prepare` them to read faster)")
     mixture = MixedDomainDataset(streams, weights, max_epochs=max_epochs)
     return Batches(mixture, eos=eos_id(tok), rank=rank, world_size=world_size, doc_attention=doc_attention,
                    packed=packed, pad=pad_id(tok))

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from collections import Counter
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from syllabus.config.errors import ConfigError
@@ -309,3 +311,24 @@ class TextStreamDataset(IterableDataset):
         if self.epoch_tokens is None:
             self.epoch_tokens = sum(len(d) for u in range(len(self.units)) for d in self.source[u]["docs"])
         return self.epoch_tokens
+
+
+def read_ahead_workers(raw_sources: int, *, cores: int | None = None, local_ranks: int | None = None,
+                       threads: int | None = None) -> int:
+    """``num_workers: auto``: worker processes per raw source that read, render and tokenize ahead of the
+    trainer: the cores left free by the ranks' compute threads, shared among every raw source of every local
+    rank, at most ``MAX_AUTO_WORKERS`` each (``(cores - local_ranks * threads) // (local_ranks * raw_sources)``).
+    0 where no core is free: a worker on a core the matmuls use slows the step (``docs/data.md``). ``cores``
+    defaults to the cores this process may run on, ``local_ranks`` to ``LOCAL_WORLD_SIZE`` (torchrun; 1
+    without it), ``threads`` to ``torch.get_num_threads()``. 0 when there is no raw source (prepared shards
+    need no worker)."""
+    if raw_sources <= 0:
+        return 0
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_ranks = local_ranks or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    threads = threads or torch.get_num_threads()
+    return max(0, min(MAX_AUTO_WORKERS, (cores - local_ranks * threads) // (local_ranks * raw_sources)))
+
+
+MAX_AUTO_WORKERS = 4  # per raw source and rank: each holds a tokenizer and two units ahead
