@@ -99,3 +99,19 @@ def test_training_forward_compiles_as_one_graph_without_breaks():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         explained = torch._dynamo.explain(model)(ids, labels)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_a_hopeless_target_gives_its_exact_loss_not_inf():
+    """A target logit 300 below the row's largest: p[target] underflows fp32 (e^-300), but the loss is read in the
+    log domain, so it is ~300 nats and its gradient finite, as in the full fp32 reference."""
+    x = torch.zeros(4, 8)
+    x[:, 0] = 1.0
+    weight = torch.zeros(16, 8)
+    weight[3, 0] = 300.0  # every row's logit for token 3 is 300, the rest 0
+    weight.requires_grad_()
+    labels = torch.tensor([5, 5, 3, 7])
+    got = linear_cross_entropy(x, weight, labels)
+    want = _reference(x, weight.detach(), labels)
+    assert torch.isfinite(got) and abs(got.item() - want.item()) < 1e-3 * want.item()
+    got.backward()
+    assert torch.isfinite(weight.grad).all()
