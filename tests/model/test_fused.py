@@ -83,3 +83,23 @@ def test_config_switches_modules(compile_model, expected):
     DistContext.single("cpu").wrap(model, config)
     assert model.model.layers[0].mlp.fused is expected
     assert model.model.norm.fused is expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_eager_rms_norm_matches_the_definition(dtype):
+    """The hand-written backward (``_EagerRMSNorm``) against autograd through ``rms_norm``: output, dx and dw,
+    with a weight that is not all ones and leading dimensions [2, 5]."""
+    torch.manual_seed(0)
+    x0 = (3 * torch.randn(2, 5, 48)).to(dtype)
+    w0 = 1 + 0.3 * torch.randn(48)
+    grad = torch.randn(2, 5, 48).to(dtype)
+    results = []
+    for fn in (fused.rms_norm, fused.eager_rms_norm):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        y = fn(x, w, 1e-5, dtype)
+        y.backward(grad)
+        results.append((y.float(), x.grad.float(), w.grad))
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for name, want, got in zip(("y", "dx", "dw"), *results):
+        assert got.dtype == want.dtype or name != "y"
+        assert torch.allclose(got, want, rtol=tol, atol=tol), (name, (got - want).abs().max())

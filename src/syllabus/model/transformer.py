@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from syllabus.config.model import ModelConfig, RopeScaling
-from syllabus.model.fused import fused_rms_norm, fused_swiglu, rms_norm, swiglu
+from syllabus.model.fused import eager_rms_norm, fused_rms_norm, fused_swiglu, rms_norm, swiglu
 from syllabus.model.kernels import DEFAULT, KernelChoice
 from syllabus.model.loss import linear_cross_entropy
 from syllabus.model.rope_scaling import scaled_inv_freq
@@ -35,7 +35,9 @@ class RMSNorm(nn.Module):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         if self.fused and self.training:
             return fused_rms_norm(x, self.weight, self.eps, dtype)
-        return rms_norm(x, self.weight, self.eps, dtype)
+        if torch.compiler.is_compiling():  # inductor fuses the plain definition itself
+            return rms_norm(x, self.weight, self.eps, dtype)
+        return eager_rms_norm(x, self.weight, self.eps, dtype)
 
 
 def rotary_tables(head_dim: int, max_len: int, theta: float,
