@@ -362,6 +362,38 @@ def check_sync_debug(work: Path, sources, tokenizer, steps: int = 6) -> dict:
         Trainer._step_or_save, Trainer._log_step = real_step, real_log
 
 
+def check_masked_gqa(T: int = 2048) -> dict:
+    """Document-masked attention with grouped-query heads (32 query heads, 8 kv heads, d 128, bf16), forward and
+    backward with SDPA's math kernel disabled: ``attend`` (k/v expanded on CUDA, ``sdpa_heads``) must run, and
+    whether SDPA itself takes ``enable_gqa`` with a mask without math is recorded beside it, with peak memory."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from syllabus.model.attention import attend, attention_mask
+
+    q = torch.randn(2, 32, T, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(2, 8, T, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(2, 8, T, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    doc_ids = (torch.arange(T, device="cuda") // (T // 4)).expand(2, T)
+    mask = attention_mask(T, 0, doc_ids, "cuda")
+    out: dict = {"ok": True}
+    fast = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+    for name, fn in (("attend", lambda: attend(q, k, v, mask, "sdpa")),
+                     ("sdpa_enable_gqa", lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                                                 enable_gqa=True))):
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            with sdpa_kernel(fast):
+                fn().sum().backward()
+            torch.cuda.synchronize()
+            out[name] = {"ran_without_math": True, "max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20)}
+        except RuntimeError as err:
+            out[name] = {"ran_without_math": False, "error": str(err).splitlines()[0][:200]}
+    out["ok"] = out["attend"]["ran_without_math"]
+    return out
+
+
 def run_checks(dry: bool, rounds: int, steps: int) -> dict:
     sys.path[:0] = [str(SRC), str(BENCH)]
     import torch
@@ -380,9 +412,10 @@ def run_checks(dry: bool, rounds: int, steps: int) -> dict:
                   "fp16": lambda: check_fp16(work, sources, tokenizer, device),
                   "plan_memory": lambda: check_plan_memory(work, sources, tokenizer, device),
                   "rng": lambda: check_rng(work, sources, tokenizer),
-                  "sync_debug": lambda: check_sync_debug(work, sources, tokenizer)}
+                  "sync_debug": lambda: check_sync_debug(work, sources, tokenizer),
+                  "masked_gqa": check_masked_gqa}
         for name, check in checks.items():
-            if dry and name in ("rng", "sync_debug"):
+            if dry and name in ("rng", "sync_debug", "masked_gqa"):
                 out[name] = {"ok": None, "skipped": "needs CUDA"}
                 continue
             started = time.time()

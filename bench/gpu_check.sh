@@ -16,7 +16,7 @@
 # imports every syllabus module before it starts, then runs the CUDA-marked tests and `bench/gpu_check.py run`
 # (throughput at seq 2048 beside HF Llama and nanoGPT, FSDP2 bf16 compile + checkpointing with async save and an
 # exact resume, fp16 with the scaler across a resume, a two-stage plan with memory after stage 1, a resume from two
-# CUDA RNG states, a sync-debug run). Environment: PYTHON (default python3), ROUNDS / STEPS (default 3 / 3).
+# CUDA RNG states, a sync-debug run, document-masked grouped-query attention without SDPA's math kernel). Environment: PYTHON (default python3), ROUNDS / STEPS (default 3 / 3).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

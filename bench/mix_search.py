@@ -23,7 +23,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 
 HAND_SET = {"wiki": 0.327, "reasoning": 0.230, "math": 0.235, "code": 0.208}  # plans/demo-interleaved.yaml
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 192}

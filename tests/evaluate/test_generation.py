@@ -1,7 +1,7 @@
 import torch
 
 from syllabus.evaluate.generation import Sampling, choose_next, generate, generate_ids, safe_length, stream_text
-from syllabus.model.transformer import padded_positions
+from syllabus.model.attention import padded_positions
 
 
 def test_kv_cache_greedy_matches_full_recompute(model, tokenizer):

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from syllabus.config.model import model_config_for
-from syllabus.model import Transformer, transformer
+from syllabus.model import Transformer, attention, rotary, transformer
 from syllabus.model.kernels import ATTENTION_PATHS, KernelChoice, attention_class, bucket, loss_class
-from syllabus.model.transformer import attend, attention_mask, explicit_attention, padded_positions
+from syllabus.model.attention import attend, attention_mask, explicit_attention, padded_positions
 
 B, H, KV, T, D = 2, 4, 2, 40, 16
 
@@ -17,7 +17,7 @@ def masks():
     valid = torch.ones(B, T, dtype=torch.bool)
     valid[0, :9] = False  # left padding
     valid[1, :3] = False
-    cos, sin = transformer.rotary_tables(D, T, 10000.0)
+    cos, sin = rotary.rotary_tables(D, T, 10000.0)
     return {"causal": None, "documents": attention_mask(T, 0, docs, "cpu"),
             "padding": padded_positions(valid, T, 0, cos, sin)[2]}
 
@@ -54,10 +54,10 @@ def test_every_path_matches_fp32_explicit_attention_values_and_gradients(path, d
 
 def test_each_path_runs_its_own_kernel_with_scores_in_the_named_precision(monkeypatch):
     seen = []
-    real_explicit, real_sdpa = transformer._ExplicitAttention.apply, F.scaled_dot_product_attention
-    monkeypatch.setattr(transformer._ExplicitAttention, "apply",
+    real_explicit, real_sdpa = attention._ExplicitAttention.apply, F.scaled_dot_product_attention
+    monkeypatch.setattr(attention._ExplicitAttention, "apply",
                         lambda q, k, v, bias: seen.append(("explicit", bias.dtype)) or real_explicit(q, k, v, bias))
-    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention",
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
                         lambda *a, **kw: seen.append(("sdpa", None)) or real_sdpa(*a, **kw))
     for path in ATTENTION_PATHS:
         run(lambda q, k, v, m: attend(q, k, v, m, path), torch.bfloat16, None)
@@ -75,8 +75,8 @@ def tiny_model():
 def test_the_model_takes_the_attention_path_its_kernel_choice_names_for_the_shape_class(path, monkeypatch):
     model = tiny_model()
     calls = []
-    real = transformer._ExplicitAttention.apply
-    monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
+    real = attention._ExplicitAttention.apply
+    monkeypatch.setattr(attention._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
     ids = torch.randint(0, 300, (2, 48))
     model.use_kernels(KernelChoice(attention={attention_class("bf16", 16, 48): path}))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -119,7 +119,7 @@ def test_a_run_computes_with_the_calibrated_path_and_writes_it_to_the_run_folder
 
     from syllabus import PreTrainer, PreTrainingConfig
     from syllabus.config.load import load_config
-    from syllabus.model import transformer
+    from syllabus.model import attention
     from tests.train.test_precision import EPYC_BF16, inject, tiny_config
 
     inject(monkeypatch, native=True, measured=EPYC_BF16)
@@ -128,8 +128,8 @@ def test_a_run_computes_with_the_calibrated_path_and_writes_it_to_the_run_folder
     monkeypatch.setattr(calibration, "_time_loss", fake["time_loss"])
     monkeypatch.setattr(calibration, "_attention_errors", fake["attention_errors"])
     calls = []
-    real = transformer._ExplicitAttention.apply
-    monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
+    real = attention._ExplicitAttention.apply
+    monkeypatch.setattr(attention._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
     config = tiny_config(code_corpus, code_tokenizer, tmp_path, max_steps=1)
     PreTrainer(config).train()
     key = attention_class("bf16", 16, 32)
@@ -194,7 +194,7 @@ def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_say
     import yaml
 
     from syllabus import PreTrainer
-    from syllabus.model import transformer
+    from syllabus.model import attention
     from syllabus.train.trainer_checkpoints import TrainerCheckpoints
     from tests.train.test_precision import EPYC_BF16, inject, tiny_config
 
@@ -203,8 +203,8 @@ def test_a_resumed_run_keeps_the_checkpoints_kernels_even_when_the_cache_now_say
     for name in ("time_attention", "time_loss", "attention_errors"):
         monkeypatch.setattr(calibration, f"_{name}", fake[name])
     calls = []
-    real = transformer._ExplicitAttention.apply
-    monkeypatch.setattr(transformer._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
+    real = attention._ExplicitAttention.apply
+    monkeypatch.setattr(attention._ExplicitAttention, "apply", lambda *a: calls.append(1) or real(*a))
     key = attention_class("bf16", 16, 32)
     reference = tmp_path / "reference"
     for steps in (2, 4):  # (a shorter run has another LR schedule: the reference is resumed at step 2 too)

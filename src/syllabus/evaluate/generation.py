@@ -24,7 +24,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from syllabus.model.transformer import KVCache, Transformer
+from syllabus.model.attention import KVCache
+from syllabus.model.transformer import Transformer
 
 log = logging.getLogger("syllabus")
 

@@ -17,7 +17,7 @@ import torch
 from syllabus.hf.folder import read_hf_config
 from syllabus.hf.weights import expected_names
 from syllabus.model import Transformer
-from syllabus.model.transformer import rotary_tables
+from syllabus.model.rotary import rotary_tables
 
 PENDING = "hf_folder"  # attribute a meta model carries until materialize_from_hf has filled it
 

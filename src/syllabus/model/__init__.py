@@ -1,5 +1,6 @@
 """The LLaMA-style decoder and its presets."""
 
-from syllabus.model.transformer import KVCache, Transformer
+from syllabus.model.attention import KVCache
+from syllabus.model.transformer import Transformer
 
 __all__ = ["KVCache", "Transformer"]

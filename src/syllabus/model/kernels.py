@@ -6,10 +6,10 @@ cached with the matmul peaks) and hands it to ``Transformer.use_kernels``. A sha
 (evaluation at another length, generation, a model no trainer touched) takes the defaults below, which are
 the rules the model followed before calibration existed.
 
-Attention paths (``transformer.attend``):
+Attention paths (``attention.attend``):
 
 - ``sdpa``: ``scaled_dot_product_attention`` (the CPU's flash kernel; CUDA's flash / memory-efficient ones);
-- ``explicit``: bmm → softmax → bmm with fp32 scores and softmax (``transformer._ExplicitAttention``);
+- ``explicit``: bmm → softmax → bmm with fp32 scores and softmax (``attention._ExplicitAttention``);
 - ``explicit-bf16``: the same with scores, softmax and its gradient in the input dtype (as Hugging Face's
   eager attention computes them); chosen only where its error stays within ``calibration.ACCURACY_BOUND``
   of the flash kernel's.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -279,8 +278,6 @@ def _plot_loss(records, offsets, path) -> Path | None:
 
 
 def _plot_val_ppl(records, offsets, path) -> Path | None:
-    import math
-
     rows = [r for r in records if any(k.startswith("val_loss/") and as_number(v) is not None for k, v in r.items())
             and "stage" in r]
     if not rows:

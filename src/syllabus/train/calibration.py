@@ -31,11 +31,10 @@ import logging
 import time
 
 import torch
-import torch.nn.functional as F
 
 from syllabus.model.kernels import ATTENTION_PATHS, KernelChoice, attention_class, loss_class
 from syllabus.model.loss import LOSS_CHUNK_ELEMENTS, linear_cross_entropy
-from syllabus.model.transformer import attend
+from syllabus.model.attention import attend
 from syllabus.train import peaks
 
 log = logging.getLogger("syllabus")

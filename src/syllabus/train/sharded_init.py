@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from syllabus.model.transformer import Transformer, init_parameter_, rotary_tables
+from syllabus.model.rotary import rotary_tables
+from syllabus.model.transformer import Transformer, init_parameter_
 
 
 def build_model(config, sharded: bool) -> Transformer:
