@@ -26,7 +26,8 @@ from syllabus.train import sharded_checkpoint
 from syllabus.train.distributed import DistContext
 from syllabus.train.pretrain import padded_vocab_size
 from syllabus.train.sharded_init import build_model
-from syllabus.train.trainer import Trainer, build_optimizer
+from syllabus.train.optimizer import build_optimizer
+from syllabus.train.trainer import Trainer
 
 log = logging.getLogger("syllabus")
 

@@ -37,6 +37,8 @@ from syllabus.train.stops import StopRequest
 from syllabus.train.spec_peaks import device_spec_peaks
 from syllabus.train.throughput import PeakEstimate, describe_mfu
 from syllabus.train.trainer_checkpoints import TrainerCheckpoints
+from syllabus.train.optimizer import build_optimizer
+from syllabus.train.validation import held_out_losses
 
 log = logging.getLogger("syllabus")
 
@@ -356,28 +358,13 @@ class Trainer:
             log.warning("skipped malformed records: %s", skipped)
 
     # --- evaluation ---------------------------------------------------------------------------
-    @torch.no_grad()
     def validation_losses(self) -> dict[str, float]:
-        """Token-weighted mean loss per domain over its held-out batches, plus ``val_loss`` over all."""
-        self.model.eval()
-        totals, counts = {}, {}
+        """Token-weighted mean loss per domain over its held-out batches, plus ``val_loss`` over all
+        (``train/validation.held_out_losses``); each domain's batches are read once and kept."""
         for name, make_batches in self.eval_batches.items():
             if name not in self._eval_sets:  # the held-out batches are the same every time: read them once
                 self._eval_sets[name] = list(make_batches())
-            loss_sum, n_tokens = 0.0, 0
-            for batch in self._eval_sets[name]:
-                batch = {k: v.to(self.dist.device) for k, v in batch.items()}
-                n = int((batch["labels"] != -100).sum())
-                with self._autocast():
-                    loss = self.raw_model(batch["input_ids"], batch["labels"], doc_ids=batch.get("doc_ids"))
-                loss_sum += float(loss) * n
-                n_tokens += n
-            totals[name], counts[name] = loss_sum, n_tokens
-        self.model.train()
-        result = {f"val_loss/{k}": totals[k] / counts[k] for k in totals if counts[k]}
-        if sum(counts.values()):
-            result["val_loss"] = sum(totals.values()) / sum(counts.values())
-        return result
+        return held_out_losses(self.model, self.raw_model, self._eval_sets, self.dist.device, self._autocast)
 
     def evaluate_and_notify(self) -> dict:
         losses = faults.shift_eval(self.dist.rank, self.stage, self.step, self.validation_losses())
@@ -416,16 +403,3 @@ class _Window:
     tokens: int = 0
     step_seconds: float = 0.0
     data_seconds: float = 0.0
-
-
-def build_optimizer(model: torch.nn.Module, config: PreTrainingConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, norms and embeddings do not. Fused where the device supports it."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 and "embed_tokens" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2),
-                             eps=config.adam_eps, fused=device.type in ("cpu", "cuda"))
