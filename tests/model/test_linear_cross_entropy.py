@@ -115,3 +115,17 @@ def test_a_hopeless_target_gives_its_exact_loss_not_inf():
     assert torch.isfinite(got) and abs(got.item() - want.item()) < 1e-3 * want.item()
     got.backward()
     assert torch.isfinite(weight.grad).all()
+
+
+def test_off_the_cpu_the_default_group_is_sized_by_memory(monkeypatch):
+    """Without a calibration the CPU keeps its cache-sized group; a GPU's holds 1 GiB of bf16 logits, so a
+    128k vocabulary computes 16k tokens in 4 groups of 4,096 rows, not 64 of 256 (each group adds a full
+    [vocab, hidden] dw), and the group size is what the loss is called with."""
+    assert loss_module.default_group_elements("cpu") == loss_module.LOSS_GROUP_ELEMENTS
+    assert loss_module.default_group_elements("cuda") // 131072 == 4096
+    seen = []
+    real = loss_module._LinearCrossEntropy.apply
+    monkeypatch.setattr(loss_module._LinearCrossEntropy, "apply", lambda *a: seen.append(a[4]) or real(*a))
+    monkeypatch.setattr(loss_module, "LOSS_GROUP_ELEMENTS", 12345)
+    linear_cross_entropy(torch.randn(4, 8), torch.randn(16, 8), torch.tensor([1, 2, 3, 4]))
+    assert seen == [12345]

@@ -70,7 +70,8 @@ class KernelChoice:
         return "explicit" if dtype != torch.float32 and keys <= DEFAULT_EXPLICIT_MAX_KEYS else "sdpa"
 
     def loss_group_elements(self, dtype: torch.dtype, hidden: int, vocab: int, rows: int) -> int | None:
-        """The calibrated group size for the loss's class, else None (``loss.LOSS_GROUP_ELEMENTS``)."""
+        """The calibrated group size for the loss's class, else None (then ``loss.default_group_elements``: a
+        cache-sized group on the CPU, a memory-sized one on GPUs)."""
         return self.loss_group.get(loss_class(dtype, hidden, vocab, rows))
 
     def to_dict(self) -> dict:

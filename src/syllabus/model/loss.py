@@ -25,11 +25,21 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, group_elemen
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
     x, weight = x.to(dtype), weight.to(dtype)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad, group_elements or LOSS_GROUP_ELEMENTS)
+    return _LinearCrossEntropy.apply(x, weight, labels, needs_grad, group_elements or default_group_elements(device))
 
 
 LOSS_CHUNK_ELEMENTS = 2**22  # fp32 softmax per chunk of rows (16 MB)
 LOSS_GROUP_ELEMENTS = 2**24  # logits, then their gradient, per group of rows in the matmul dtype (32 MB in bf16)
+LOSS_GROUP_ELEMENTS_GPU = 2**29  # 1 GiB of bf16 logits: a GPU's memory, not a cache, bounds the group
+
+
+def default_group_elements(device_type: str) -> int:
+    """The group size when no calibration names one: ``LOSS_GROUP_ELEMENTS`` on the CPU (where calibration
+    measures it per machine), ``LOSS_GROUP_ELEMENTS_GPU`` elsewhere. On a GPU every extra group costs a full
+    [vocab, hidden] dw product and fp32 add: with the CPU's figure at a 128k vocabulary a group would be
+    256 rows, 64 such adds of 2 GB for 16k tokens at hidden 4096; 1 GiB groups make it 4 groups of 4,096
+    rows, and one group up to a 32k vocabulary at 16k tokens."""
+    return LOSS_GROUP_ELEMENTS if device_type == "cpu" else LOSS_GROUP_ELEMENTS_GPU
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
