@@ -30,6 +30,7 @@ from syllabus.config.model import model_config_for  # noqa: E402
 from syllabus.config.source import SourceSpec  # noqa: E402
 from syllabus.data import open_batches, train_tokenizer  # noqa: E402
 from syllabus.model import Transformer  # noqa: E402
+from syllabus.train.metrics import MetricsLog  # noqa: E402
 from syllabus.train.trainer import Trainer  # noqa: E402
 
 
@@ -52,17 +53,6 @@ def chat_file(folder: Path, limit_bytes: int = 3_000_000) -> Path:
     return path
 
 
-class Records:
-    def __init__(self):
-        self.records = []
-
-    def log(self, record):
-        self.records.append(record)
-
-    def close(self):
-        pass
-
-
 def run(variant: str, path: Path, tok, args, out: Path) -> dict:
     torch.manual_seed(0)
     model = Transformer(model_config_for("tiny", vocab_size=tok.get_vocab_size(), hidden_size=args.hidden,
@@ -73,12 +63,12 @@ def run(variant: str, path: Path, tok, args, out: Path) -> dict:
                                save_interval=10**6, warmup_steps=1)
     batches = open_batches({"chat": SourceSpec(path=str(path), format="chat", loss_on="assistant")},
                            {"chat": 1.0}, tok, seed=0)
-    trainer = Trainer(config, model, tok, batches, out_dir=out, metrics=Records())
+    trainer = Trainer(config, model, tok, batches, out_dir=out, metrics=MetricsLog(out))
     if variant == "inline":
         trainer.batches.depth = 0  # no read-ahead: every step is read when asked
     trainer.save = lambda required=True: None  # timing the loop, not the disk
     trainer.train()
-    steps = [r for r in trainer.metrics.records if "loss" in r]
+    steps = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     step_s = [r["tokens_per_step"] / r["tokens_per_sec"] for r in steps]
     wait_ms = [1000 * r["data_wait"] * s for r, s in zip(steps, step_s)]
     return {"first_ms": wait_ms[0], "median_ms": statistics.median(wait_ms[1:]), "max_ms": max(wait_ms[1:]),
