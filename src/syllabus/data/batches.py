@@ -114,9 +114,10 @@ def open_batches(sources: "dict[str, str | SourceSpec]", weights: dict[str, floa
     ``input_ids`` and ``labels`` (already shifted by one; and int32 ``doc_ids`` with ``doc_attention``);
     ``state_dict()``/``load_state_dict()`` make the position resumable exactly. ``num_workers`` > 0 tokenizes
     raw text ahead in that many DataLoader worker processes per raw source; ``"auto"``: the cores left free
-    by the compute threads, shared among the raw sources (``text_stream.read_ahead_workers``; the choice is logged). Files are opened lazily; a missing or unreadable source
-    raises ``ConfigError`` naming it. ``packed`` False: whole documents (truncated to ``seq_len``) padded to the
-    longest in the micro-batch, labels -100 on padding."""
+    by the compute threads, shared among the raw sources (``text_stream.read_ahead_workers``; the choice is
+    logged). Files are opened lazily; a missing or unreadable source raises ``ConfigError`` naming it.
+    ``packed`` False: whole documents (truncated to ``seq_len``) padded to the longest in the micro-batch,
+    labels -100 on padding."""
     tok = as_tokenizer(tokenizer)
     streams = {name: open_source(path, tok, split=split, seed=source_seed(seed, name), shuffle=shuffle,
                                  num_workers=0 if num_workers == "auto" else int(num_workers))
