@@ -3,6 +3,7 @@ proxy resumes it exactly; --parallel 2 gives the sequential table; outputs, --wr
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,8 +84,11 @@ def test_running_again_skips_finished_proxies(sequential, plan_file):
 
 
 def test_parallel_two_gives_the_sequential_table(sequential, plan_file, tmp_path):
+    for proxy in sorted((sequential / "proxies").iterdir())[3:]:  # two finished (another test's runs): three
+        shutil.copytree(proxy, tmp_path / "parallel" / "proxies" / proxy.name)  # run, two at a time
     done = search(plan_file, tmp_path / "parallel", "--parallel", "2")
     assert done.returncode == 0, done.stderr[-2000:]
+    assert f"2 of {K} proxies already finished; 3 to run" in done.stdout
     assert table(tmp_path / "parallel") == table(sequential)
 
 
@@ -95,7 +99,10 @@ def test_a_search_killed_in_a_proxy_resumes_it_exactly(sequential, plan_file, tm
     first = out / "proxies" / "p00-plan"
     assert (first / "stages" / "1-mix" / "checkpoints" / "step_2").is_dir()
     assert not (first / "stages" / "1-mix" / "checkpoints" / "final").exists()
+    for proxy in sorted((sequential / "proxies").iterdir())[1:]:  # the others as finished (their own runs are
+        shutil.copytree(proxy, out / "proxies" / proxy.name, dirs_exist_ok=True)  # another test's): p00 resumes
     resumed = search(plan_file, out)
+    assert f"{K - 1} of {K} proxies already finished; 1 to run" in resumed.stdout
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert table(out) == table(sequential)
     # the proxy in flight continued from its step-2 checkpoint (steps 3, 4 logged twice, 1 and 2 once)

@@ -18,11 +18,11 @@ def val_losses(run_dir):
 @pytest.mark.slow
 def test_tiny_model_learns_real_text(code_corpus, tmp_path):
     """The ``tiny`` preset, 200 steps of 8×128 tokens of stdlib source: held-out loss falls far below its start
-    and below the unigram entropy of the held-out text, so the model uses context (measured: 7.67 -> 5.94)."""
+    and below the unigram entropy of the held-out text, so the model uses context (measured on the AMX Xeon: fp32 7.67 -> 5.94, bf16 7.67 -> 5.86)."""
     config = PreTrainingConfig(data_dir=str(code_corpus), vocab_size=2048, out_dir=str(tmp_path), max_steps=200,
                                max_seq_length=128, micro_batch_size=8, warmup_steps=20, learning_rate=2e-3,
                                min_learning_rate=2e-4, eval_interval=100, eval_batches=8, log_interval=50,
-                               mixed_precision="fp32")
+                               mixed_precision="auto")
     result = PreTrainer(config).train()
     assert result.step == 200
     evals = val_losses(tmp_path)
