@@ -28,7 +28,7 @@ def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel],
         help_text = f"{field.description or ''} (default: {field.get_default(call_default_factory=True)})"
         kwargs: dict = dict(dest=f"field_{name}", default=argparse.SUPPRESS, help=help_text.strip(),
                             metavar=metavar(name, annotation))
-        if annotation is bool:
+        if annotation is bool or bool in typing.get_args(annotation):  # bool | Literal[...] too
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         elif typing.get_origin(annotation) is list:
             kwargs.update(nargs="+")

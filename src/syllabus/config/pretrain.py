@@ -57,7 +57,9 @@ class PreTrainingConfig(BaseModel):
                                                     "config sets the shape, its tokenizer.json the tokens")
     max_seq_length: int = Field(256, ge=8, description="tokens per training sequence")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile each transformer block (regional compilation); auto = compile when "
+                            "the stage's measured eager steps say the warm-up pays back (never under fsdp)")
     fused_kernels: bool = Field(False, description="torch.compile only RMSNorm and SwiGLU into fused kernels, the "
                                                    "rest eager (seconds to build; no effect with compile)")
     strategy: Literal["auto", "ddp", "fsdp"] = Field(

@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from syllabus.hf.sharded import is_pending, materialize_from_hf
 from syllabus.train import faults
+from syllabus.train.compile_choice import compile_blocks
 from syllabus.train.launch import watch_launcher
 from syllabus.train.precision import use_tf32_matmuls
 from syllabus.train.sharded_init import init_sharded, is_deferred
@@ -83,11 +84,11 @@ class DistContext:
     def wrap(self, model: torch.nn.Module, config) -> torch.nn.Module:
         """The module the loop calls. Under FSDP2 it is ``model`` itself, sharded in place."""
         model.gradient_checkpointing = bool(config.gradient_checkpointing)
-        model.use_fused_kernels(config.fused_kernels and not config.compile)
+        model.use_fused_kernels(config.fused_kernels and config.compile is not True)
         if self.strategy == "fsdp":
             return self._fully_shard(model, config)
-        if config.compile:
-            model = torch.compile(model)
+        if config.compile is True:  # "auto" decides during the stage (train/compile_choice.py)
+            compile_blocks(model)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -107,7 +108,7 @@ class DistContext:
         policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                   if config.mixed_precision == "bf16" else MixedPrecisionPolicy())
         for block in model.model.layers:
-            if config.compile:
+            if config.compile is True:  # "auto" stays eager: a block must be compiled before it is sharded
                 block.compile()  # in place: parameter names (and so checkpoints) do not change
             fully_shard(block, mesh=mesh, mp_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=policy)

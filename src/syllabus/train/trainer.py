@@ -26,6 +26,7 @@ from syllabus.train import faults, peaks, recovery
 from syllabus.train.distributed import DistContext
 from syllabus.model.kernels import KernelChoice
 from syllabus.train.calibration import kernel_choice_on_all_ranks
+from syllabus.train.compile_choice import auto_compile_for
 from syllabus.train.host_memory import keep_freed_memory
 from syllabus.train.metrics import MetricsLog, NullLog, Progress
 from syllabus.train.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401 (re-exported)
@@ -111,6 +112,9 @@ class Trainer:
         self.last_val: dict = {}  # the newest evaluation record
         self.checkpoints = TrainerCheckpoints(self)  # save, restore, the background save in flight
         self._eval_sets: dict[str, list] = {}
+        first = self.phases[0]  # compile: auto's watcher (train/compile_choice.py), None if not auto
+        self.auto_compile = auto_compile_for(config, self.dist, self.raw_model, self.precision.chosen,
+                                             first.micro_batch_size * first.seq_len)
 
     # --- checkpoints (trainer_checkpoints) ------------------------------------------------------
     def restore(self, path: str | Path) -> dict:
@@ -178,8 +182,12 @@ class Trainer:
                 self.evaluate_and_notify()  # the starting point every later figure is compared with
             while self.step < cfg.max_steps and not self._should_stop():
                 phase = phase_at(self.phases, self.step)
+                started = time.perf_counter()
                 loss, grad_norm, lr = self._step_or_save(phase, window)
                 self.step += 1
+                if self.auto_compile is not None:
+                    self._log_event(self.auto_compile.observe(self.step, cfg.max_steps,
+                                                              time.perf_counter() - started))
                 self.tokens_seen += phase.tokens_per_step * self.dist.world_size
                 window.tokens += phase.tokens_per_step * self.dist.world_size
                 logs = self.step % cfg.log_interval == 0 or self.step == cfg.max_steps
@@ -329,6 +337,10 @@ class Trainer:
         if progress:
             progress.update(self.step, f"loss {record['loss']:.4f} lr {lr:.2e} {tokens_per_sec:,.0f} tok/s "
                                        + describe_mfu(record, self.precision.chosen))
+
+    def _log_event(self, record: dict | None) -> None:
+        if record is not None and self.dist.is_main:
+            self.metrics.log({"step": self.step, **record, **({"stage": self.stage} if self.stage else {})})
 
     def _peak_estimate(self) -> PeakEstimate:
         """MFU's denominators: the spec sheet's on a known GPU, else measured; measured again only when alone."""
