@@ -3,11 +3,13 @@ figures, the measurement it caches after compiling, and the regional compile's w
 (auto compiling mid-stage, losses equal to eager's) is in ``test_compile.py``."""
 
 import pytest
+import torch
 
 from syllabus.config.pretrain import PreTrainingConfig
 from syllabus.model import Transformer
 from syllabus.train import compile_choice
-from syllabus.train.compile_choice import AutoCompile, auto_compile_for, compile_class
+from syllabus.train.compile_choice import (AutoCompile, TrainingCompiled, auto_compile_for, compile_blocks,
+                                            compile_class)
 from syllabus.train.distributed import DistContext
 from syllabus.config.model import model_config_for
 
@@ -83,6 +85,30 @@ def test_a_compile_that_does_not_speed_up_is_never_expected_to_pay():
     assert decided["compiled"] is False and decided["expected_saving_seconds"] == 0.0
 
 
+class Rank1:
+    """A non-main rank whose rank 0 decided ``decision``."""
+
+    is_main = False
+
+    def __init__(self, decision):
+        self.decision = decision
+
+    def broadcast_object(self, value):
+        return self.decision
+
+
+@pytest.mark.parametrize("rank0", [True, False])
+def test_every_rank_follows_rank_0(rank0):
+    for figures in ({"k": {"warmup_s": 0.0, "speedup": 10.0}}, {"k": {"warmup_s": 1e9, "speedup": 1.01}}):
+        rec = Recorder()
+        auto = AutoCompile("model", "k", "cpu", Rank1(rank0), compile=rec.compile, figures=lambda: figures,
+                           store=rec.store)
+        (decided,) = feed(auto, [1.0, 1.0, 1.0, 1.0])
+        assert decided["compiled"] is rank0 and rec.compiled == (["model"] if rank0 else [])
+        feed(auto, [2.0, 0.5, 0.5, 0.5], start=4)
+        assert rec.stored == []  # only rank 0 writes the cache
+
+
 def test_setting_and_strategy_decide_whether_there_is_a_watcher():
     model = Transformer(tiny_config())
     single = DistContext.single("cpu")
@@ -95,16 +121,35 @@ def test_setting_and_strategy_decide_whether_there_is_a_watcher():
     assert auto_compile_for(PreTrainingConfig(), fsdp, model, "bf16", 512) is None
 
 
-def test_compile_true_compiles_each_block_in_place():
+def test_compile_true_compiles_each_block_in_place_for_training_only():
     model = Transformer(tiny_config())
     names = [n for n, _ in model.named_parameters()]
     wrapped = DistContext.single("cpu").wrap(model, PreTrainingConfig(compile=True))
     assert wrapped is model and [n for n, _ in model.named_parameters()] == names
-    assert all(block._compiled_call_impl is not None for block in model.model.layers)
-    assert model._compiled_call_impl is None  # regional: the blocks, not the whole model
+    assert all(isinstance(block.forward, TrainingCompiled) for block in model.model.layers)
+    assert model._compiled_call_impl is None and "forward" not in vars(model)  # regional: blocks, not the model
     eager = Transformer(tiny_config())
     DistContext.single("cpu").wrap(eager, PreTrainingConfig(compile="auto"))
-    assert all(block._compiled_call_impl is None for block in eager.model.layers)
+    assert all("forward" not in vars(block) for block in eager.model.layers)
+
+
+def test_a_compiled_block_runs_compiled_only_in_training_with_gradients():
+    calls = []
+
+    def compiler(fn):
+        return lambda *args, **kwargs: calls.append("compiled") or fn(*args, **kwargs)
+
+    model = Transformer(tiny_config())
+    ids = torch.randint(0, 128, (2, 8))
+    compile_blocks(model, compiler)
+    model(ids, ids).backward()
+    assert calls == ["compiled"] * 2  # both blocks, in training
+    calls.clear()
+    with torch.no_grad():
+        model(ids, ids)  # training mode, no gradients (e.g. a no_grad probe)
+        model.eval()
+        model(ids)  # validation, generation
+    assert calls == []
 
 
 def test_a_wrong_compile_value_names_the_field():
