@@ -142,6 +142,7 @@ def test_a_compiled_block_runs_compiled_only_in_training_with_gradients():
     model = Transformer(tiny_config())
     ids = torch.randint(0, 128, (2, 8))
     compile_blocks(model, compiler)
+    compile_blocks(model, compiler)  # idempotent: not compiled twice over
     model(ids, ids).backward()
     assert calls == ["compiled"] * 2  # both blocks, in training
     calls.clear()

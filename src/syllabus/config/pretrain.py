@@ -147,6 +147,18 @@ class PreTrainingConfig(BaseModel):
         "stop", description="a periodic checkpoint that cannot be written (e.g. disk full): stop the run, or warn "
                             "and continue without it; the final checkpoint is always required")
 
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile(cls, value):
+        """One line for a wrong value: true, false or auto (YAML's and the flag's spellings of true/false too)."""
+        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+                 "0": False, "auto": "auto"}
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        raise ValueError("expected true, false or auto")
+
     @field_validator("num_workers", mode="before")
     @classmethod
     def _workers(cls, value):

@@ -40,11 +40,13 @@ _now = time.time
 
 def compile_blocks(model: torch.nn.Module, compiler=torch.compile) -> None:
     """Compile the forward of each block of a syllabus ``Transformer`` (``model.model.layers``; another model:
-    its own forward) in place, for training only (``TrainingCompiled``). Names and state dicts do not change.
+    its own forward) in place, for training only (``TrainingCompiled``); a block already compiled is left as it
+    is. Names and state dicts do not change.
     ``compiler`` is ``torch.compile`` (tests inject a recorder)."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     for module in layers if layers is not None else [model]:
-        module.forward = TrainingCompiled(module, compiler)
+        if not isinstance(module.forward, TrainingCompiled):  # once: a second call changes nothing
+            module.forward = TrainingCompiled(module, compiler)
 
 
 class TrainingCompiled:

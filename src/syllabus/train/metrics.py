@@ -79,7 +79,8 @@ class Progress:
     passes (its figures: loss, LR, tokens/s, and whatever else its progress record carries); elsewhere (a log
     file) one plain line per update, ``[label] step N/total text eta H:MM:SS``. Writes to ``stream`` only."""
 
-    def __init__(self, total: int, start: int = 0, label: str = "train", stream=sys.stderr):
+    def __init__(self, total: int, start: int = 0, label: str = "train", stream=None):
+        stream = stream or sys.stderr  # the one current at the call (a default bound at import can be closed)
         self.total, self.start, self.label, self.stream = total, start, label, stream
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=start, desc=label, unit="step", file=stream, dynamic_ncols=True,
