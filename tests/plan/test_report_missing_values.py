@@ -35,7 +35,11 @@ def test_a_report_is_written_from_a_merge_with_no_held_out_loss(tmp_path):
             {**merge, "candidate": "final", "chosen": True, "mean_loss": "inf"},  # as older runs wrote it
             {**merge, "candidate": "merged", "chosen": False, "mean_loss": None},
             {"step": 3, "stage": "s", "event": "forgetting", "domain": "small", "ppl": None, "ratio": "nan",
-             "reference_ppl": None, "action": "warn"}]
+             "reference_ppl": None, "action": "warn"},
+            {"step": 4, "stage": "s", "event": "compile", "compiled": True, "steps_left": 96,
+             "expected_saving_seconds": None, "expected_warmup_seconds": "inf", "figures": "measured"},
+            {"step": 8, "stage": "s", "event": "compile", "measured_warmup_seconds": 20.04, "measured_speedup": None},
+            {"step": 0, "stage": "s", "event": "compile", "compiled": True, "setting": "true"}]
     for name in ("metrics.jsonl", "evals.jsonl"):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     state = {"completed": ["s"], "started": {"s": {}}, "results": {"s": {"ppl/small": None, "arithmetic/acc": "nan"}},
@@ -44,6 +48,10 @@ def test_a_report_is_written_from_a_merge_with_no_held_out_loss(tmp_path):
     text = write_report(plan, tmp_path, state).read_text()
     assert "| s | final | – | best by stage_domains | not measured | yes |" in text
     assert "ppl/small < 20 → not measured" in text and "perplexity not measured" in text
+    assert ("- stage s, step 4: compiled the blocks (compile: auto; 96 steps left, expected saving not measured "
+            "against a warm-up of not measured, measured figures)") in text
+    assert "- stage s, step 8: measured warm-up 20.0 s, speed-up ×not measured" in text
+    assert "- stage s, step 0: compiled the blocks (compile: true)" in text
     status, _ = run_status(tmp_path)
     assert "not measured" in status
 

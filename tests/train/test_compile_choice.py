@@ -11,6 +11,7 @@ from syllabus.train import compile_choice
 from syllabus.train.compile_choice import (AutoCompile, TrainingCompiled, auto_compile_for, compile_blocks,
                                             compile_class)
 from syllabus.train.distributed import DistContext
+from syllabus.train.schedule import Phase
 from syllabus.config.model import model_config_for
 
 
@@ -112,13 +113,44 @@ def test_every_rank_follows_rank_0(rank0):
 def test_setting_and_strategy_decide_whether_there_is_a_watcher():
     model = Transformer(tiny_config())
     single = DistContext.single("cpu")
-    assert auto_compile_for(PreTrainingConfig(compile=False), single, model, "bf16", 512) is None
-    assert auto_compile_for(PreTrainingConfig(compile=True), single, model, "bf16", 512) is None
-    auto = auto_compile_for(PreTrainingConfig(), single, model, "bf16", 500)  # auto is the default
+    phases = [Phase(0, 250, 2, 1)]
+    assert auto_compile_for(PreTrainingConfig(compile=False), single, model, "bf16", phases) is None
+    assert auto_compile_for(PreTrainingConfig(compile=True), single, model, "bf16", phases) is None
+    auto = auto_compile_for(PreTrainingConfig(), single, model, "bf16", phases)  # auto is the default
     assert auto.key == compile_class(model.config, "bf16", 500, "cpu")
     assert auto.key.endswith("|n512") and auto.key.startswith("cpu|bf16|")
     fsdp = DistContext(0, 2, 0, single.device, "fsdp", None)
-    assert auto_compile_for(PreTrainingConfig(), fsdp, model, "bf16", 512) is None
+    assert auto_compile_for(PreTrainingConfig(), fsdp, model, "bf16", phases) is None
+
+
+def test_each_curriculum_shape_still_ahead_counts_one_warm_up():
+    model = Transformer(tiny_config())
+    phases = [Phase(0, 32, 4, 1), Phase(20, 64, 4, 1), Phase(40, 48, 2, 1), Phase(60, 64, 4, 1, lr_scale=0.5)]
+    auto = auto_compile_for(PreTrainingConfig(), DistContext.single("cpu"), model, "bf16", phases)
+    assert [auto.shapes_left(s) for s in (4, 19, 20, 45, 70)] == [3, 3, 2, 2, 1]
+    rec = Recorder()
+    auto._compile, auto._figures = rec.compile, lambda: {auto.key: {"warmup_s": 10.0, "speedup": 2.0}}
+    # 96 steps left x 0.5 s x 0.5 = 24 s: more than 2 x 10 s, less than 2 x 3 x 10 s
+    (decided,) = feed(auto, [1.0, 0.5, 0.5, 0.5], max_steps=100)
+    assert decided["shapes_left"] == 3 and decided["expected_warmup_seconds"] == 30.0
+    assert decided["compiled"] is False and rec.compiled == []
+
+
+@pytest.mark.parametrize("bad", [{"warmup_s": 0.0}, {"warmup_s": 0.0, "speedup": None}, {"warmup_s": "x", "speedup": 2},
+                                 {"warmup_s": -1, "speedup": 2}, {"warmup_s": 0, "speedup": float("nan")}, 7, [1, 2]])
+def test_malformed_cached_figures_are_ignored_with_one_warning(bad, caplog, monkeypatch):
+    monkeypatch.setattr(compile_choice, "ASSUMED", {"cpu": (1.0, 2.0)})
+    rec = Recorder()
+    auto = watcher({"k": bad}, rec)
+    with caplog.at_level("WARNING", logger="syllabus"):
+        (decided,) = feed(auto, [1.0, 1.0, 1.0, 1.0])
+    assert decided["figures"] == "assumed" and decided["compiled"] is True
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "ignoring the cached figures for k" in line and "\n" not in line
+    rec = Recorder()
+    broken = AutoCompile("model", "k", "cpu", DistContext.single("cpu"), compile=rec.compile, figures=lambda: [1],
+                         store=rec.store)  # the whole "compile" entry is not a mapping
+    assert feed(broken, [1.0, 1.0, 1.0, 1.0])[0]["figures"] == "assumed"
 
 
 def test_compile_true_compiles_each_block_in_place_for_training_only():

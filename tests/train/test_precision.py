@@ -234,3 +234,15 @@ class _no_context:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.parametrize("bad", ["fast", None, -1.0, float("inf"), True, [3]])
+def test_a_cached_peak_that_is_not_a_number_is_measured_again(monkeypatch, tmp_path, bad):
+    monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(peaks, "_load", lambda: 0.0)
+    peaks._memo.clear()
+    key = peaks.machine_key("cpu")
+    (tmp_path / "peaks.json").write_text(json.dumps({key: {"fp32": bad, "bf16": 9e11, "load": "busy"}}))
+    got = peaks.machine_peaks(["fp32", "bf16"], "cpu", lambda names, device: {n: 3e11 for n in names})
+    assert got == {"fp32": 3e11, "bf16": 9e11}  # the hand-edited figure measured again, the good one kept
+    peaks._memo.clear()

@@ -39,6 +39,7 @@ def write_report(plan: PlanConfig, run_dir: Path, state: dict) -> Path:
     lines += _mix_table(plan, records)
     lines += _reweights(state.get("reweights", []), records)
     lines += _merges(records)
+    lines += _compiles(records)
     lines += _tokenizers(plan, run_dir, state)
     events = [r for r in records if r.get("event") == "forgetting"]
     lines += ["## Forgetting gate", ""]
@@ -203,6 +204,33 @@ def _merges(records: list[dict]) -> list[str]:
                      f"{number_text(r.get('mean_loss'), '.4f')} | {'yes' if r.get('chosen') else 'no'} |")
     lines += [f"- {r['stage']}: {r['note']}" for r in rows if r.get("note") and r.get("chosen")]
     return lines + [""]
+
+
+def _compiles(records: list[dict]) -> list[str]:
+    """Whether each stage's blocks were compiled (``event: compile``, ``train/compile_choice.py``): at which step,
+    on what figures, and what the compile then measured; the throughput plot's dip at that step is its warm-up."""
+    rows = [r for r in records if r.get("event") == "compile"]
+    if not rows:
+        return []
+    lines = ["## Compilation", ""]
+    for r in rows:
+        where = f"stage {r.get('stage', '?')}, step {r.get('step', '?')}"
+        if r.get("setting") == "true":
+            lines.append(f"- {where}: compiled the blocks (compile: true)")
+        elif "measured_speedup" in r:
+            lines.append(f"- {where}: measured warm-up {_seconds(r.get('measured_warmup_seconds'), '.1f')}, "
+                         f"speed-up ×{number_text(r.get('measured_speedup'), '.2f')} (cached for later runs)")
+        else:
+            lines.append(f"- {where}: {'compiled the blocks' if r.get('compiled') else 'stayed eager'} (compile: "
+                         f"auto; {r.get('steps_left', '?')} steps left, expected saving "
+                         f"{_seconds(r.get('expected_saving_seconds'), '.0f')} against a warm-up of "
+                         f"{_seconds(r.get('expected_warmup_seconds'), '.0f')}, {r.get('figures', '?')} figures)")
+    return lines + [""]
+
+
+def _seconds(value, spec: str) -> str:
+    text = number_text(value, spec)
+    return text if as_number(value) is None else f"{text} s"
 
 
 def _tokenizers(plan: PlanConfig, run_dir: Path, state: dict) -> list[str]:

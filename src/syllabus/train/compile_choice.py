@@ -23,6 +23,7 @@ stays eager there (``compile: true`` compiles). The decision is logged and writt
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 
@@ -78,12 +79,16 @@ class AutoCompile:
 
     ``observe(step, max_steps, seconds)`` is called by the trainer after every optimizer step (``step`` counts
     finished steps, ``seconds`` is that step's wall time); it returns a record for ``metrics.jsonl`` when it has
-    decided or finished measuring, else None. ``compile`` and ``figures`` (the cached ``{class: {warmup_s,
-    speedup, taken}}``) are injectable for tests."""
+    decided or finished measuring, else None. ``shapes_left(step)`` is the number of distinct micro-batch shapes
+    the stage's curriculum phases still train at from ``step`` on: compiled, each may cost a warm-up of its own
+    (dynamo recompiles on a new shape), so the expected warm-up is the cached one times that number.
+    ``compile``, ``figures`` (the cached ``{class: {warmup_s, speedup, taken}}``) and ``store`` are injectable
+    for tests; figures that are not a positive warm-up and speed-up are ignored, with one warning."""
 
     def __init__(self, model: torch.nn.Module, key: str, device_type: str, dist, *, compile=compile_blocks,
-                 figures=None, store=None):
+                 figures=None, store=None, shapes_left=lambda step: 1):
         self.model, self.key, self.device_type, self.dist = model, key, device_type, dist
+        self.shapes_left = shapes_left
         self._compile = compile
         self._figures = figures if figures is not None else (lambda: peaks.cached_entry(device_type).get("compile", {}))
         self._store = store if store is not None else (lambda values: peaks.store_entry(device_type, {"compile": values}))
@@ -102,7 +107,7 @@ class AutoCompile:
                 self.eager.append(seconds)
             if len(self.eager) < PROBE_STEPS:
                 return None
-            return self._decide(max_steps - step)
+            return self._decide(step, max_steps - step)
         if self.state == "measuring":
             if not self.warmup_seconds:
                 self.warmup_seconds = max(0.0, seconds - self.eager_seconds)
@@ -113,17 +118,18 @@ class AutoCompile:
             return self._measured()
         return None
 
-    def _decide(self, remaining: int) -> dict:
+    def _decide(self, step: int, remaining: int) -> dict:
         self.eager_seconds = statistics.median(self.eager)
-        known = self._figures().get(self.key)
-        assumed = ASSUMED["cpu" if self.device_type == "cpu" else "cuda"]
-        warmup, speedup = (known["warmup_s"], known["speedup"]) if known else assumed
+        known = self._cached_figures()
+        warmup, speedup = known or ASSUMED["cpu" if self.device_type == "cpu" else "cuda"]
+        shapes = max(1, int(self.shapes_left(step)))
+        warmup *= shapes
         saving = remaining * self.eager_seconds * (1 - 1 / speedup) if speedup > 1 else 0.0
         decision = self.dist.broadcast_object(saving > 0 and saving >= MARGIN * warmup)
         source = "measured" if known else "assumed"
         record = {"event": "compile", "compiled": bool(decision), "eager_step_seconds": self.eager_seconds,
                   "steps_left": remaining, "expected_saving_seconds": saving, "expected_warmup_seconds": warmup,
-                  "expected_speedup": speedup, "figures": source, "class": self.key}
+                  "expected_speedup": speedup, "figures": source, "class": self.key, "shapes_left": shapes}
         log.info("compile: auto: %s (%d steps left at %.3f s eager: saving %.0f s expected against a %.0f s "
                  "warm-up, speed-up %.2f, %s figures)", "compiling the blocks" if decision else "eager",
                  remaining, self.eager_seconds, saving, warmup, speedup, source)
@@ -133,6 +139,21 @@ class AutoCompile:
         else:
             self.state = "eager"
         return record
+
+    def _cached_figures(self) -> tuple[float, float] | None:
+        """(warm-up seconds, speed-up) cached for this class, or None (none cached, or not numbers: warned)."""
+        try:
+            known = self._figures().get(self.key)
+            if known is None:
+                return None
+            warmup, speedup = float(known["warmup_s"]), float(known["speedup"])
+            if not (math.isfinite(warmup) and warmup >= 0 and math.isfinite(speedup) and speedup > 0):
+                raise ValueError("not a warm-up >= 0 and a speed-up > 0")
+            return warmup, speedup
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            log.warning("compile: auto: ignoring the cached figures for %s in %s (%s: %s); assuming them",
+                        self.key, peaks.cache_file(), type(err).__name__, err)
+            return None
 
     def _measured(self) -> dict:
         self.state = "compiled"
@@ -148,16 +169,23 @@ class AutoCompile:
                 "compiled_step_seconds": compiled}
 
 
-def auto_compile_for(config, dist, model: torch.nn.Module, precision: str, tokens: int) -> AutoCompile | None:
+def auto_compile_for(config, dist, model: torch.nn.Module, precision: str, phases) -> AutoCompile | None:
     """The ``AutoCompile`` of a stage with ``config.compile == "auto"``; None when the setting is true or false,
-    and under FSDP2, where blocks compile before sharding (``auto`` stays eager there, logged). ``tokens``:
-    the first phase's tokens per micro-batch (the shape class's ``n``)."""
+    and under FSDP2, where blocks compile before sharding (``auto`` stays eager there, logged). ``phases``: the
+    stage's curriculum (``schedule.Phase``, ordered by ``at``); the first one's tokens per micro-batch give the
+    shape class's ``n``."""
     if config.compile != "auto":
         return None
     if dist.strategy == "fsdp":
         log.info("compile: auto stays eager under fsdp (compile: true compiles the blocks before sharding)")
         return None
+    tokens = phases[0].micro_batch_size * phases[0].seq_len
     config_of_model = getattr(model, "config", None)
     key = (compile_class(config_of_model, precision, tokens, dist.device.type)
            if hasattr(config_of_model, "num_hidden_layers") else f"{type(model).__name__}|{precision}|n{tokens}")
-    return AutoCompile(model, key, dist.device.type, dist)
+
+    def shapes_left(step: int) -> int:
+        current = max((i for i, p in enumerate(phases) if p.at <= step), default=0)
+        return len({(p.micro_batch_size, p.seq_len) for p in phases[current:]})
+
+    return AutoCompile(model, key, dist.device.type, dist, shapes_left=shapes_left)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -97,10 +98,13 @@ def machine_peaks(names: list[str], device: str, measure=calibrate) -> dict[str,
     found = {n: _memo[(str(path), key, n)] for n in names if (str(path), key, n) in _memo}
     if len(found) < len(names):
         entry = _read(path).get(key, {})
-        if not (_busy(entry.get("load", 0.0)) and not _busy(_load())):  # else taken busy, now quiet: again
-            found.update({n: v for n, v in entry.items() if n in names and n not in found})
+        entry = entry if isinstance(entry, dict) else {}
+        usable = {n: float(v) for n, v in entry.items() if n in names and _positive(v)}  # a hand-edited file
+        load = float(entry["load"]) if _positive(entry.get("load")) else 0.0
+        if not (_busy(load) and not _busy(_load())):  # else taken busy, now quiet: again
+            found.update({n: v for n, v in usable.items() if n not in found})
         else:
-            found.update({n: max(v, measure([n], device)[n]) for n, v in entry.items() if n in names})
+            found.update({n: max(v, measure([n], device)[n]) for n, v in usable.items()})
             if found:
                 _store(path, key, {**found, "load": _load()})
     missing = [n for n in names if n not in found]
@@ -160,6 +164,11 @@ def _load() -> float:
 
 def _busy(load: float) -> bool:
     return load >= BUSY * (os.cpu_count() or 1)
+
+
+def _positive(value) -> bool:
+    """A finite number > 0 (not a bool): what a cached figure must be to be used."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _read(path: Path) -> dict:

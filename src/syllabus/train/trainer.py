@@ -112,9 +112,11 @@ class Trainer:
         self.last_val: dict = {}  # the newest evaluation record
         self.checkpoints = TrainerCheckpoints(self)  # save, restore, the background save in flight
         self._eval_sets: dict[str, list] = {}
-        first = self.phases[0]  # compile: auto's watcher (train/compile_choice.py), None if not auto
-        self.auto_compile = auto_compile_for(config, self.dist, self.raw_model, self.precision.chosen,
-                                             first.micro_batch_size * first.seq_len)
+        # compile: auto's watcher (train/compile_choice.py), None if not auto
+        self.auto_compile = auto_compile_for(config, self.dist, self.raw_model, self.precision.chosen, self.phases)
+        if config.compile is True and self.dist.is_main:
+            log.info("compile: true: each block's forward is compiled for training steps (warm-up on the first)")
+            self._log_event({"event": "compile", "compiled": True, "setting": "true"})
 
     # --- checkpoints (trainer_checkpoints) ------------------------------------------------------
     def restore(self, path: str | Path) -> dict:
