@@ -151,6 +151,9 @@ def test_malformed_cached_figures_are_ignored_with_one_warning(bad, caplog, monk
     broken = AutoCompile("model", "k", "cpu", DistContext.single("cpu"), compile=rec.compile, figures=lambda: [1],
                          store=rec.store)  # the whole "compile" entry is not a mapping
     assert feed(broken, [1.0, 1.0, 1.0, 1.0])[0]["figures"] == "assumed"
+    (measured,) = feed(broken, [1.0, 0.5, 0.5, 0.5], start=4)  # a warm cache: no extra time on the first
+    assert measured["measured_warmup_seconds"] == 0.0 and measured["measured_speedup"] == 2.0
+    assert rec.stored == [{"k": {"warmup_s": 0.0, "speedup": 2.0, "taken": rec.stored[0]["k"]["taken"]}}]
 
 
 def test_compile_true_compiles_each_block_in_place_for_training_only():

@@ -2,17 +2,17 @@
 
 How: regional compilation. Each transformer block's forward is compiled in place, for training steps only
 (``TrainingCompiled``; evaluation and generation stay eager), not the whole model: the blocks share one graph,
-compiled once for all of them, so the cold warm-up is about half a
-whole-model compile's (cpu-v8k bf16 on the AMX Xeon, a fresh inductor cache: 25.8 s against 49.6 s for
-2.5 % slower steps, docs/performance.md), and parameter names, checkpoints, DDP and FSDP2 wrapping stay as in
-eager. It is PyTorch's recipe for repeated regions ("regional compilation" in its compile tutorials) and
+compiled once for all of them, so the cold warm-up is about half a whole-model compile's (cpu-v8k bf16 on the
+AMX Xeon, a fresh inductor cache: 25.8 s against 49.6 s for 2.5 % slower steps, docs/performance.md), and
+parameter names, checkpoints, DDP and FSDP2 wrapping stay as in eager. It is PyTorch's recipe for repeated regions ("regional compilation" in its compile tutorials) and
 torchtitan's. The embeddings, the final norm and the loss stay eager.
 
 ``auto`` decides per stage, by measurement (``AutoCompile``): the stage starts eager; after ``PROBE_STEPS``
 timed steps (the first step, which allocates, is not timed) it knows the eager step time t and the steps left
 n. With this machine's compile figures for the shape class (a warm-up of W seconds and a speed-up s, measured
 the last time such a stage compiled, cached with the matmul peaks), it compiles when the expected saving
-n·t·(1 − 1/s) is at least ``MARGIN``·W. A machine without figures assumes ``ASSUMED`` (a guess, logged as
+n·t·(1 − 1/s) is at least ``MARGIN``·W·k, k the number of distinct micro-batch shapes the stage's curriculum
+still trains at (each new shape recompiles). A machine without figures assumes ``ASSUMED`` (a guess, logged as
 such), and the first compiled stage measures and caches the real ones: the first compiled step's extra time
 is W, the median of the next ``PROBE_STEPS`` steps gives s. Rank 0 decides and every rank follows
 (``DistContext.broadcast_object``). Under FSDP2 blocks must be compiled before they are sharded, so ``auto``
@@ -97,7 +97,7 @@ class AutoCompile:
         self.eager: list[float] = []
         self.compiled: list[float] = []
         self.eager_seconds = 0.0
-        self.warmup_seconds = 0.0
+        self.warmup_seconds: float | None = None  # the first compiled step's time over an eager one
 
     def observe(self, step: int, max_steps: int, seconds: float) -> dict | None:
         """Feed one finished step; returns an ``event: compile`` record when there is something to log."""
@@ -109,7 +109,7 @@ class AutoCompile:
                 return None
             return self._decide(step, max_steps - step)
         if self.state == "measuring":
-            if not self.warmup_seconds:
+            if self.warmup_seconds is None:
                 self.warmup_seconds = max(0.0, seconds - self.eager_seconds)
                 return None
             self.compiled.append(seconds)
@@ -159,8 +159,9 @@ class AutoCompile:
         self.state = "compiled"
         compiled = statistics.median(self.compiled)
         speedup = self.eager_seconds / compiled if compiled > 0 else 1.0
-        figures = {**self._figures(), self.key: {"warmup_s": self.warmup_seconds, "speedup": speedup,
-                                                 "taken": _now()}}
+        cached = self._figures()
+        figures = {**(cached if isinstance(cached, dict) else {}),  # a hand-edited entry that is not a mapping
+                   self.key: {"warmup_s": self.warmup_seconds, "speedup": speedup, "taken": _now()}}
         if self.dist.is_main:
             self._store(figures)
         log.info("compile: auto: measured a %.1f s warm-up and a %.2fx speed-up (%.3f -> %.3f s a step); cached",
